@@ -1,0 +1,1064 @@
+//! One community's records as an Automerge document.
+//!
+//! # Schema (version 1)
+//!
+//! ```text
+//! ROOT
+//! ├── schema_version: int            1
+//! ├── community_id:   str            e.g. "fangou"
+//! └── tasks:          map            task id → task
+//!     └── <id>: map
+//!         ├── star:       str        a star key of the community's kind
+//!         ├── title:      str
+//!         ├── points:     int        1..=100
+//!         ├── status:     str        todo | doing | done | blocked | failed
+//!         ├── progress:   int        0..=100
+//!         ├── owner:      str
+//!         ├── due:        str        YYYY-MM-DD, or "" for none
+//!         ├── veto:       bool
+//!         ├── template:   str        template key, or "" for the community's own
+//!         ├── notes:      list of map {text: str, by: str, at: timestamp}
+//!         └── review:     map        written only by the district (optional)
+//!             ├── verdict:  str      accepted | rejected
+//!             ├── awarded:  int      optional, 0..=points, accepted only
+//!             ├── comment:  str
+//!             ├── reviewer: str
+//!             └── at:       timestamp
+//! ```
+//!
+//! # Why the first changes are deterministic
+//!
+//! Two replicas that each create `tasks` (or the same template task) on their own
+//! would make two different Automerge objects at one key; one wins and the edits
+//! made inside the other disappear from view. So the genesis change (root fields
+//! and the `tasks` map) and each template task's creation are made by an actor
+//! derived from the community id (and the template key), at time 0, on top of a
+//! fixed parent: every replica produces byte-identical changes with identical
+//! hashes, and Automerge keeps one copy. Devices and the hub can therefore start
+//! a community's document on their own, offline, and still merge cleanly.
+//!
+//! Every other change is made with the device's own actor id and carries a commit
+//! message in JSON (`{"by": "...", "action": "..."}`) that `history` shows.
+
+use std::borrow::Cow;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{
+    ActorId, Automerge, AutomergeError, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc,
+    ScalarValue, Value,
+};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::standard::{KindStandard, STAR_POINTS, is_key};
+use crate::{Note, Review, Task, TaskStatus, Verdict};
+
+/// The schema version this code writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The longest text a field may hold (title, owner, note, comment), in characters.
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+/// Who made a change and when; the clock is read at the edge and passed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// Shown in history, e.g. `device d1` or `reviewer 王敏`.
+    pub by: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// A problem found in a document, with the path it is at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Slash-separated path from the root, e.g. `tasks/t-1a2b/progress`.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why an edit was refused. Nothing is changed when an edit fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// No task has this id.
+    #[error("there is no task {id:?} in community {community}")]
+    UnknownTask {
+        /// The community whose document was searched.
+        community: String,
+        /// The id asked for.
+        id: String,
+    },
+    /// A task with this id exists already.
+    #[error("a task with id {id:?} exists already")]
+    DuplicateTask {
+        /// The id.
+        id: String,
+    },
+    /// The task id is not of the allowed form.
+    #[error("task id {id:?} must be 1 to 40 characters of a-z, 0-9 and '-'")]
+    BadTaskId {
+        /// The id.
+        id: String,
+    },
+    /// The star is not one of the community kind's stars.
+    #[error("unknown star {star:?}: this community's stars are {known}")]
+    UnknownStar {
+        /// The key given.
+        star: String,
+        /// The kind's star keys, comma separated.
+        known: String,
+    },
+    /// Progress outside 0..=100.
+    #[error("progress {value} is not in 0..=100")]
+    ProgressOutOfRange {
+        /// The value given.
+        value: i64,
+    },
+    /// Points outside 1..=100.
+    #[error("points {value} is not in 1..=100")]
+    PointsOutOfRange {
+        /// The value given.
+        value: i64,
+    },
+    /// Awarded points above the task's points.
+    #[error("awarded points {awarded} are more than the task's {points} points")]
+    AwardedTooHigh {
+        /// Points awarded.
+        awarded: u32,
+        /// The task's points.
+        points: u32,
+    },
+    /// A required text is empty, or a text is too long.
+    #[error("{field} {problem}")]
+    BadText {
+        /// Which field.
+        field: &'static str,
+        /// "must not be empty" or "is longer than 2000 characters".
+        problem: &'static str,
+    },
+    /// The task cannot be read (the document is damaged there).
+    #[error("task {id:?} cannot be read: {problems}")]
+    Unreadable {
+        /// The id.
+        id: String,
+        /// The problems, joined.
+        problems: String,
+    },
+    /// Automerge refused the operation (a bug or a damaged document).
+    #[error("the document refused the change: {0}")]
+    Automerge(String),
+}
+
+impl From<AutomergeError> for EditError {
+    fn from(err: AutomergeError) -> Self {
+        EditError::Automerge(err.to_string())
+    }
+}
+
+/// A new task of the community's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// The id to give it (the node draws a random one).
+    pub id: String,
+    /// The star key.
+    pub star: String,
+    /// What must be done.
+    pub title: String,
+    /// Points, 1..=100.
+    pub points: u32,
+    /// The responsible person.
+    pub owner: String,
+    /// The deadline.
+    pub due: Option<NaiveDate>,
+    /// A first evidence note, if any.
+    pub note: Option<String>,
+}
+
+/// Changes to a task's fields; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskEdit {
+    /// New title.
+    pub title: Option<String>,
+    /// New star key.
+    pub star: Option<String>,
+    /// New points.
+    pub points: Option<u32>,
+    /// New owner.
+    pub owner: Option<String>,
+    /// New due date; `Some(None)` clears it.
+    pub due: Option<Option<NaiveDate>>,
+    /// New status. `done` also sets progress to 100.
+    pub status: Option<TaskStatus>,
+    /// New progress. 100 on a `todo` or `doing` task also marks it `done`;
+    /// more than 0 on a `todo` task marks it `doing`.
+    pub progress: Option<u32>,
+}
+
+impl TaskEdit {
+    /// True when the edit would change nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == TaskEdit::default()
+    }
+}
+
+/// One change in a document's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// The change hash, hex.
+    pub hash: String,
+    /// The Automerge actor that made it, hex.
+    pub actor: String,
+    /// Who made it, from the commit message (`template` for deterministic changes).
+    pub by: String,
+    /// What kind of edit, from the commit message.
+    pub action: String,
+    /// When, Unix seconds (0 for template and genesis changes).
+    pub at_seconds: i64,
+    /// The fields it wrote, as paths.
+    pub paths: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CommitNote {
+    by: String,
+    action: String,
+}
+
+/// One community's document.
+#[derive(Debug, Clone)]
+pub struct CommunityDoc {
+    community_id: String,
+    doc: Automerge,
+}
+
+impl CommunityDoc {
+    /// A new document for `community_id`, whose later edits are made by `actor`.
+    pub fn new(community_id: &str, actor: ActorId) -> CommunityDoc {
+        let mut doc = genesis(community_id);
+        doc.set_actor(actor);
+        CommunityDoc { community_id: community_id.to_string(), doc }
+    }
+
+    /// Wraps a loaded Automerge document; it must be this community's.
+    pub fn from_automerge(community_id: &str, mut doc: Automerge, actor: ActorId) -> CommunityDoc {
+        doc.set_actor(actor);
+        CommunityDoc { community_id: community_id.to_string(), doc }
+    }
+
+    /// The community this document belongs to.
+    pub fn community_id(&self) -> &str {
+        &self.community_id
+    }
+
+    /// The underlying Automerge document (for storage and sync).
+    pub fn automerge(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// The underlying Automerge document, mutable (for storage and sync).
+    pub fn automerge_mut(&mut self) -> &mut Automerge {
+        &mut self.doc
+    }
+
+    /// The current heads.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// The heads of the genesis change every replica of this community shares.
+    pub fn genesis_heads(community_id: &str) -> Vec<ChangeHash> {
+        genesis(community_id).get_heads()
+    }
+
+    /// Every task that can be read, by id, and every problem met on the way.
+    pub fn read(&self) -> (Vec<Task>, Vec<Problem>) {
+        read_document(&self.doc, &self.community_id)
+    }
+
+    /// Every task, or the problems that keep the document from being read cleanly.
+    pub fn tasks(&self) -> Result<Vec<Task>, Vec<Problem>> {
+        let (tasks, problems) = self.read();
+        if problems.is_empty() { Ok(tasks) } else { Err(problems) }
+    }
+
+    /// One task by its exact id.
+    pub fn task(&self, id: &str) -> Result<Task, EditError> {
+        let tasks_obj = self.tasks_obj()?;
+        let Some(obj) = child_obj(&self.doc, &tasks_obj, id) else {
+            return Err(self.unknown(id));
+        };
+        let mut problems = Vec::new();
+        read_task(&self.doc, &obj, id, &mut problems).ok_or_else(|| EditError::Unreadable {
+            id: id.to_string(),
+            problems: problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
+        })
+    }
+
+    /// The ids of every task, in key order.
+    pub fn task_ids(&self) -> Vec<String> {
+        match self.tasks_obj() {
+            Ok(obj) => self.doc.keys(&obj).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Adds a task of the community's own.
+    pub fn add_task(
+        &mut self,
+        standard: &KindStandard,
+        task: NewTask,
+        stamp: &Stamp,
+    ) -> Result<(), EditError> {
+        if !is_key(&task.id) {
+            return Err(EditError::BadTaskId { id: task.id });
+        }
+        check_star(standard, &task.star)?;
+        check_points(task.points)?;
+        check_text("title", &task.title, true)?;
+        check_text("owner", &task.owner, false)?;
+        if let Some(note) = &task.note {
+            check_text("note", note, true)?;
+        }
+        let tasks_obj = self.tasks_obj()?;
+        if child_obj(&self.doc, &tasks_obj, &task.id).is_some() {
+            return Err(EditError::DuplicateTask { id: task.id });
+        }
+        self.commit(stamp, "add", |tx| {
+            let obj = tx.put_object(&tasks_obj, task.id.as_str(), ObjType::Map)?;
+            write_task_fields(tx, &obj, &task.star, &task.title, task.points, false, "")?;
+            tx.put(&obj, "owner", task.owner.as_str())?;
+            tx.put(&obj, "due", due_text(task.due))?;
+            let notes = tx.put_object(&obj, "notes", ObjType::List)?;
+            if let Some(note) = &task.note {
+                insert_note(tx, &notes, note, stamp)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes some fields of a task. An edit that changes nothing commits nothing.
+    pub fn edit_task(
+        &mut self,
+        standard: &KindStandard,
+        id: &str,
+        edit: &TaskEdit,
+        stamp: &Stamp,
+    ) -> Result<(), EditError> {
+        let current = self.task(id)?;
+        if let Some(star) = &edit.star {
+            check_star(standard, star)?;
+        }
+        if let Some(points) = edit.points {
+            check_points(points)?;
+            if let Some(Review { verdict: Verdict::Accepted { awarded: Some(awarded) }, .. }) =
+                current.review
+                && awarded > points
+            {
+                return Err(EditError::AwardedTooHigh { awarded, points });
+            }
+        }
+        if let Some(progress) = edit.progress
+            && progress > 100
+        {
+            return Err(EditError::ProgressOutOfRange { value: i64::from(progress) });
+        }
+        if let Some(title) = &edit.title {
+            check_text("title", title, true)?;
+        }
+        if let Some(owner) = &edit.owner {
+            check_text("owner", owner, false)?;
+        }
+        let mut status = edit.status;
+        let mut progress = edit.progress;
+        if status == Some(TaskStatus::Done) {
+            progress = Some(100);
+        }
+        if status.is_none()
+            && let Some(p) = progress
+        {
+            let base = current.status;
+            if p == 100 && matches!(base, TaskStatus::Todo | TaskStatus::Doing) {
+                status = Some(TaskStatus::Done);
+            } else if p > 0 && base == TaskStatus::Todo {
+                status = Some(TaskStatus::Doing);
+            }
+        }
+        // Only fields whose value really changes are written, so history stays honest.
+        let mut puts: Vec<(&str, ScalarValue)> = Vec::new();
+        if let Some(title) = &edit.title
+            && *title != current.title
+        {
+            puts.push(("title", title.as_str().into()));
+        }
+        if let Some(star) = &edit.star
+            && *star != current.star
+        {
+            puts.push(("star", star.as_str().into()));
+        }
+        if let Some(points) = edit.points
+            && points != current.points
+        {
+            puts.push(("points", i64::from(points).into()));
+        }
+        if let Some(owner) = &edit.owner
+            && *owner != current.owner
+        {
+            puts.push(("owner", owner.as_str().into()));
+        }
+        if let Some(due) = edit.due
+            && due != current.due
+        {
+            puts.push(("due", due_text(due).into()));
+        }
+        if let Some(s) = status
+            && s != current.status
+        {
+            puts.push(("status", s.as_str().into()));
+        }
+        if let Some(p) = progress
+            && p != current.progress
+        {
+            puts.push(("progress", i64::from(p).into()));
+        }
+        if puts.is_empty() {
+            return Ok(());
+        }
+        let action = puts.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(",");
+        let obj = self.task_obj(id)?;
+        self.commit(stamp, &format!("edit {action}"), |tx| {
+            for (key, value) in puts {
+                tx.put(&obj, key, value)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends an evidence note to a task.
+    pub fn add_note(&mut self, id: &str, text: &str, stamp: &Stamp) -> Result<(), EditError> {
+        check_text("note", text, true)?;
+        let obj = self.task_obj(id)?;
+        let notes = match self.doc.get(&obj, "notes")? {
+            Some((Value::Object(ObjType::List), notes)) => notes,
+            _ => {
+                return Err(EditError::Unreadable {
+                    id: id.to_string(),
+                    problems: format!("tasks/{id}/notes: is not a list"),
+                });
+            }
+        };
+        self.commit(stamp, "note", |tx| insert_note(tx, &notes, text, stamp))
+    }
+
+    /// Records the district's verdict on a task (only the hub calls this).
+    pub fn set_review(
+        &mut self,
+        id: &str,
+        review: &Review,
+        stamp: &Stamp,
+    ) -> Result<(), EditError> {
+        let task = self.task(id)?;
+        if let Verdict::Accepted { awarded: Some(awarded) } = review.verdict
+            && awarded > task.points
+        {
+            return Err(EditError::AwardedTooHigh { awarded, points: task.points });
+        }
+        check_text("comment", &review.comment, false)?;
+        check_text("reviewer", &review.reviewer, true)?;
+        let obj = self.task_obj(id)?;
+        self.commit(stamp, "review", |tx| {
+            let r = tx.put_object(&obj, "review", ObjType::Map)?;
+            match review.verdict {
+                Verdict::Accepted { awarded } => {
+                    tx.put(&r, "verdict", "accepted")?;
+                    if let Some(awarded) = awarded {
+                        tx.put(&r, "awarded", i64::from(awarded))?;
+                    }
+                }
+                Verdict::Rejected => tx.put(&r, "verdict", "rejected")?,
+            }
+            tx.put(&r, "comment", review.comment.as_str())?;
+            tx.put(&r, "reviewer", review.reviewer.as_str())?;
+            tx.put(&r, "at", ScalarValue::Timestamp(review.at_ms))?;
+            Ok(())
+        })
+    }
+
+    /// Creates the template tasks of `standard` that the document lacks. Returns the
+    /// ids created (none when the template was applied before, on any replica that
+    /// has since been merged).
+    pub fn apply_template(&mut self, standard: &KindStandard) -> Result<Vec<String>, EditError> {
+        let tasks_obj = self.tasks_obj()?;
+        let genesis_heads = CommunityDoc::genesis_heads(&self.community_id);
+        let mut created = Vec::new();
+        for (star, template) in standard.template_tasks() {
+            if child_obj(&self.doc, &tasks_obj, &template.key).is_some() {
+                continue;
+            }
+            // Made on top of genesis by an actor of its own, at time 0: the same bytes
+            // on every replica, so concurrent applications merge into one task.
+            let mut fork = genesis(&self.community_id);
+            fork.set_actor(derived_actor(&["template", &self.community_id, &template.key]));
+            let options = CommitOptions::default()
+                .with_time(0)
+                .with_message(commit_message("template", &format!("template {}", template.key)));
+            let tasks_in_fork = match fork.get(ROOT, "tasks")? {
+                Some((_, obj)) => obj,
+                None => return Err(EditError::Automerge("genesis has no tasks map".into())),
+            };
+            fork.transact_with(
+                |_| options,
+                |tx| -> Result<(), AutomergeError> {
+                    let obj = tx.put_object(&tasks_in_fork, template.key.as_str(), ObjType::Map)?;
+                    write_task_fields(
+                        tx,
+                        &obj,
+                        &star.key,
+                        &template.title,
+                        template.points,
+                        template.veto,
+                        &template.key,
+                    )?;
+                    tx.put(&obj, "owner", "")?;
+                    tx.put(&obj, "due", "")?;
+                    tx.put_object(&obj, "notes", ObjType::List)?;
+                    Ok(())
+                },
+            )
+            .map_err(|failure| EditError::from(failure.error))?;
+            let changes = fork.get_changes(&genesis_heads);
+            self.doc.apply_changes(changes)?;
+            created.push(template.key.clone());
+        }
+        Ok(created)
+    }
+
+    /// The document's changes, oldest first; only those touching `task` when given.
+    pub fn history(&self, task: Option<&str>) -> Vec<HistoryEntry> {
+        let mut entries = Vec::new();
+        for change in self.doc.get_changes(&[]) {
+            let hash = change.hash();
+            let patches = self.doc.diff(change.deps(), &[hash]);
+            let mut paths: Vec<String> = patches.iter().map(patch_path).collect();
+            paths.sort();
+            paths.dedup();
+            if let Some(task) = task {
+                let prefix = format!("tasks/{task}");
+                if !paths.iter().any(|p| *p == prefix || p.starts_with(&format!("{prefix}/"))) {
+                    continue;
+                }
+            }
+            let note = change
+                .message()
+                .and_then(|m| serde_json::from_str::<CommitNote>(m).ok())
+                .unwrap_or(CommitNote {
+                    by: format!("actor {}", short_hex(&change.actor_id().to_hex_string())),
+                    action: change.message().unwrap_or("").to_string(),
+                });
+            entries.push(HistoryEntry {
+                hash: hash.to_string(),
+                actor: change.actor_id().to_hex_string(),
+                by: note.by,
+                action: note.action,
+                at_seconds: change.timestamp(),
+                paths,
+            });
+        }
+        entries.sort_by(|a, b| a.at_seconds.cmp(&b.at_seconds).then(a.hash.cmp(&b.hash)));
+        entries
+    }
+
+    fn tasks_obj(&self) -> Result<ObjId, EditError> {
+        match self.doc.get(ROOT, "tasks")? {
+            Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
+            _ => Err(EditError::Unreadable {
+                id: String::new(),
+                problems: "tasks: is missing or not a map".into(),
+            }),
+        }
+    }
+
+    fn task_obj(&self, id: &str) -> Result<ObjId, EditError> {
+        let tasks = self.tasks_obj()?;
+        child_obj(&self.doc, &tasks, id).ok_or_else(|| self.unknown(id))
+    }
+
+    fn unknown(&self, id: &str) -> EditError {
+        EditError::UnknownTask { community: self.community_id.clone(), id: id.to_string() }
+    }
+
+    fn commit<F>(&mut self, stamp: &Stamp, action: &str, f: F) -> Result<(), EditError>
+    where
+        F: FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), AutomergeError>,
+    {
+        let options = CommitOptions::default()
+            .with_time(stamp.at_ms.div_euclid(1000))
+            .with_message(commit_message(&stamp.by, action));
+        self.doc
+            .transact_with(|_| options, f)
+            .map(|_| ())
+            .map_err(|failure| EditError::from(failure.error))
+    }
+}
+
+/// The deterministic first change of a community's document.
+fn genesis(community_id: &str) -> Automerge {
+    let mut doc = Automerge::new().with_actor(derived_actor(&["genesis", community_id]));
+    let options =
+        CommitOptions::default().with_time(0).with_message(commit_message("template", "genesis"));
+    let result = doc.transact_with(
+        |_| options,
+        |tx| -> Result<(), AutomergeError> {
+            tx.put(ROOT, "schema_version", SCHEMA_VERSION)?;
+            tx.put(ROOT, "community_id", community_id)?;
+            tx.put_object(ROOT, "tasks", ObjType::Map)?;
+            Ok(())
+        },
+    );
+    // Writing three fields into a fresh document cannot fail.
+    debug_assert!(result.is_ok());
+    doc
+}
+
+/// A 16-byte actor id derived from names, the same on every machine.
+fn derived_actor(parts: &[&str]) -> ActorId {
+    let mut hasher = Sha256::new();
+    hasher.update(b"fivestar-actor-v1");
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    ActorId::from(&hasher.finalize()[..16])
+}
+
+fn commit_message(by: &str, action: &str) -> String {
+    serde_json::to_string(&CommitNote { by: by.to_string(), action: action.to_string() })
+        .unwrap_or_default()
+}
+
+fn write_task_fields(
+    tx: &mut impl Transactable,
+    obj: &ObjId,
+    star: &str,
+    title: &str,
+    points: u32,
+    veto: bool,
+    template: &str,
+) -> Result<(), AutomergeError> {
+    tx.put(obj, "star", star)?;
+    tx.put(obj, "title", title)?;
+    tx.put(obj, "points", i64::from(points))?;
+    tx.put(obj, "status", TaskStatus::Todo.as_str())?;
+    tx.put(obj, "progress", 0_i64)?;
+    tx.put(obj, "veto", veto)?;
+    tx.put(obj, "template", template)?;
+    Ok(())
+}
+
+fn insert_note(
+    tx: &mut impl Transactable,
+    notes: &ObjId,
+    text: &str,
+    stamp: &Stamp,
+) -> Result<(), AutomergeError> {
+    let at = tx.length(notes);
+    let note = tx.insert_object(notes, at, ObjType::Map)?;
+    tx.put(&note, "text", text)?;
+    tx.put(&note, "by", stamp.by.as_str())?;
+    tx.put(&note, "at", ScalarValue::Timestamp(stamp.at_ms))?;
+    Ok(())
+}
+
+fn due_text(due: Option<NaiveDate>) -> String {
+    due.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
+}
+
+fn check_star(standard: &KindStandard, star: &str) -> Result<(), EditError> {
+    if standard.star(star).is_some() {
+        Ok(())
+    } else {
+        Err(EditError::UnknownStar {
+            star: star.to_string(),
+            known: standard.star_keys().join(", "),
+        })
+    }
+}
+
+fn check_points(points: u32) -> Result<(), EditError> {
+    if (1..=STAR_POINTS).contains(&points) {
+        Ok(())
+    } else {
+        Err(EditError::PointsOutOfRange { value: i64::from(points) })
+    }
+}
+
+fn check_text(field: &'static str, text: &str, required: bool) -> Result<(), EditError> {
+    if required && text.trim().is_empty() {
+        return Err(EditError::BadText { field, problem: "must not be empty" });
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(EditError::BadText { field, problem: "is longer than 2000 characters" });
+    }
+    Ok(())
+}
+
+fn child_obj(doc: &Automerge, parent: &ObjId, key: &str) -> Option<ObjId> {
+    match doc.get(parent, key) {
+        Ok(Some((Value::Object(ObjType::Map), obj))) => Some(obj),
+        _ => None,
+    }
+}
+
+fn short_hex(hex: &str) -> &str {
+    &hex[..hex.len().min(8)]
+}
+
+fn patch_path(patch: &automerge::Patch) -> String {
+    let mut parts: Vec<String> = patch.path.iter().map(|(_, prop)| prop_text(prop)).collect();
+    match &patch.action {
+        automerge::PatchAction::PutMap { key, .. } => parts.push(key.clone()),
+        automerge::PatchAction::DeleteMap { key } => parts.push(key.clone()),
+        _ => {}
+    }
+    parts.join("/")
+}
+
+fn prop_text(prop: &Prop) -> String {
+    match prop {
+        Prop::Map(key) => key.clone(),
+        Prop::Seq(index) => index.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------- reading and validation
+
+/// Reads every task; collects a [`Problem`] for each field that breaks the schema.
+/// Tasks with a problem in a required field are left out of the returned list.
+pub fn read_document(doc: &Automerge, community_id: &str) -> (Vec<Task>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    match scalar(doc, &ROOT, "schema_version") {
+        Some(ScalarValue::Int(SCHEMA_VERSION)) => {}
+        Some(ScalarValue::Int(v)) => problems.push(problem(
+            "schema_version",
+            format!("{v} is not supported; this program reads version {SCHEMA_VERSION}"),
+        )),
+        other => problems.push(problem("schema_version", expected("an integer", other.as_ref()))),
+    }
+    match scalar(doc, &ROOT, "community_id") {
+        Some(ScalarValue::Str(id)) if id.as_str() == community_id => {}
+        Some(ScalarValue::Str(id)) => problems.push(problem(
+            "community_id",
+            format!("{:?} is not this community ({community_id:?})", id.as_str()),
+        )),
+        other => problems.push(problem("community_id", expected("a string", other.as_ref()))),
+    }
+    let mut tasks = Vec::new();
+    match doc.get(ROOT, "tasks") {
+        Ok(Some((Value::Object(ObjType::Map), tasks_obj))) => {
+            for id in doc.keys(&tasks_obj).collect::<Vec<_>>() {
+                if !is_key(&id) {
+                    problems.push(problem(
+                        &format!("tasks/{id}"),
+                        "the id must be 1 to 40 characters of a-z, 0-9 and '-'".into(),
+                    ));
+                    continue;
+                }
+                match doc.get(&tasks_obj, id.as_str()) {
+                    Ok(Some((Value::Object(ObjType::Map), obj))) => {
+                        if let Some(task) = read_task(doc, &obj, &id, &mut problems) {
+                            tasks.push(task);
+                        }
+                    }
+                    _ => problems.push(problem(&format!("tasks/{id}"), "is not a map".into())),
+                }
+            }
+        }
+        _ => problems.push(problem("tasks", "is missing or not a map".into())),
+    }
+    for key in doc.keys(ROOT) {
+        if !matches!(key.as_str(), "schema_version" | "community_id" | "tasks") {
+            problems.push(problem(&key, "is not a field of the schema".into()));
+        }
+    }
+    (tasks, problems)
+}
+
+/// Checks a whole document against the schema and the community kind's stars.
+/// An empty list means the document is valid.
+pub fn validate(doc: &Automerge, community_id: &str, standard: &KindStandard) -> Vec<Problem> {
+    let (tasks, mut problems) = read_document(doc, community_id);
+    for task in &tasks {
+        if standard.star(&task.star).is_none() {
+            problems.push(problem(
+                &format!("tasks/{}/star", task.id),
+                format!(
+                    "{:?} is not a star of this kind ({})",
+                    task.star,
+                    standard.star_keys().join(", ")
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+const TASK_FIELDS: &[&str] = &[
+    "star", "title", "points", "status", "progress", "owner", "due", "veto", "template", "notes",
+    "review",
+];
+
+fn read_task(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>) -> Option<Task> {
+    let before = problems.len();
+    let at = |field: &str| format!("tasks/{id}/{field}");
+    let star = read_str(doc, obj, "star", &at("star"), problems);
+    let title = read_str(doc, obj, "title", &at("title"), problems);
+    let points = read_int(doc, obj, "points", &at("points"), 1..=100, problems);
+    let status = read_str(doc, obj, "status", &at("status"), problems).and_then(|s| {
+        s.parse::<TaskStatus>()
+            .map_err(|_| {
+                problems.push(problem(
+                    &at("status"),
+                    format!("{s:?} is not one of todo, doing, done, blocked, failed"),
+                ))
+            })
+            .ok()
+    });
+    let progress = read_int(doc, obj, "progress", &at("progress"), 0..=100, problems);
+    let owner = read_str(doc, obj, "owner", &at("owner"), problems);
+    let due = read_str(doc, obj, "due", &at("due"), problems).and_then(|s| {
+        if s.is_empty() {
+            return Some(None);
+        }
+        NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| {
+                problems.push(problem(&at("due"), format!("{s:?} is not a date (YYYY-MM-DD)")))
+            })
+            .ok()
+    });
+    let veto = match scalar(doc, obj, "veto") {
+        Some(ScalarValue::Boolean(b)) => Some(b),
+        other => {
+            problems.push(problem(&at("veto"), expected("true or false", other.as_ref())));
+            None
+        }
+    };
+    let template = read_str(doc, obj, "template", &at("template"), problems);
+    let notes = read_notes(doc, obj, id, problems);
+    let review = match doc.get(obj, "review") {
+        Ok(None) => Some(None),
+        Ok(Some((Value::Object(ObjType::Map), r))) => {
+            read_review(doc, &r, id, points, problems).map(Some)
+        }
+        _ => {
+            problems.push(problem(&at("review"), "is not a map".into()));
+            None
+        }
+    };
+    for key in doc.keys(obj) {
+        if !TASK_FIELDS.contains(&key.as_str()) {
+            problems.push(problem(&at(&key), "is not a field of the schema".into()));
+        }
+    }
+    if problems.len() != before {
+        return None;
+    }
+    Some(Task {
+        id: id.to_string(),
+        star: star?,
+        title: title?,
+        points: points?,
+        status: status?,
+        progress: progress?,
+        owner: owner?,
+        due: due?,
+        veto: veto?,
+        template: template.filter(|t| !t.is_empty()),
+        notes: notes?,
+        review: review?,
+    })
+}
+
+fn read_notes(
+    doc: &Automerge,
+    obj: &ObjId,
+    id: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<Note>> {
+    let notes_obj = match doc.get(obj, "notes") {
+        Ok(Some((Value::Object(ObjType::List), notes))) => notes,
+        _ => {
+            problems.push(problem(&format!("tasks/{id}/notes"), "is missing or not a list".into()));
+            return None;
+        }
+    };
+    let mut notes = Vec::new();
+    let mut ok = true;
+    for index in 0..doc.length(&notes_obj) {
+        let at = |field: &str| format!("tasks/{id}/notes/{index}/{field}");
+        match doc.get(&notes_obj, index) {
+            Ok(Some((Value::Object(ObjType::Map), note))) => {
+                let text = read_str(doc, &note, "text", &at("text"), problems);
+                let by = read_str(doc, &note, "by", &at("by"), problems);
+                let at_ms = read_timestamp(doc, &note, "at", &at("at"), problems);
+                match (text, by, at_ms) {
+                    (Some(text), Some(by), Some(at_ms)) => notes.push(Note { text, by, at_ms }),
+                    _ => ok = false,
+                }
+            }
+            _ => {
+                problems.push(problem(&format!("tasks/{id}/notes/{index}"), "is not a map".into()));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(notes)
+}
+
+fn read_review(
+    doc: &Automerge,
+    obj: &ObjId,
+    id: &str,
+    points: Option<u32>,
+    problems: &mut Vec<Problem>,
+) -> Option<Review> {
+    let at = |field: &str| format!("tasks/{id}/review/{field}");
+    let before = problems.len();
+    let verdict_word = read_str(doc, obj, "verdict", &at("verdict"), problems);
+    let awarded = match scalar(doc, obj, "awarded") {
+        None => None,
+        Some(_) => read_int(doc, obj, "awarded", &at("awarded"), 0..=100, problems),
+    };
+    if let (Some(awarded), Some(points)) = (awarded, points)
+        && awarded > points
+    {
+        problems.push(problem(
+            &at("awarded"),
+            format!("{awarded} is more than the task's {points} points"),
+        ));
+    }
+    let verdict = match verdict_word.as_deref() {
+        Some("accepted") => Some(Verdict::Accepted { awarded }),
+        Some("rejected") => {
+            if awarded.is_some() {
+                problems.push(problem(
+                    &at("awarded"),
+                    "a rejected task cannot be awarded points".into(),
+                ));
+            }
+            Some(Verdict::Rejected)
+        }
+        Some(other) => {
+            problems
+                .push(problem(&at("verdict"), format!("{other:?} is not accepted or rejected")));
+            None
+        }
+        None => None,
+    };
+    let comment = read_str(doc, obj, "comment", &at("comment"), problems);
+    let reviewer = read_str(doc, obj, "reviewer", &at("reviewer"), problems);
+    let at_ms = read_timestamp(doc, obj, "at", &at("at"), problems);
+    for key in doc.keys(obj) {
+        if !matches!(key.as_str(), "verdict" | "awarded" | "comment" | "reviewer" | "at") {
+            problems.push(problem(&at(&key), "is not a field of the schema".into()));
+        }
+    }
+    if problems.len() != before {
+        return None;
+    }
+    Some(Review { verdict: verdict?, comment: comment?, reviewer: reviewer?, at_ms: at_ms? })
+}
+
+fn scalar(doc: &Automerge, obj: &ObjId, key: &str) -> Option<ScalarValue> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Scalar(value), _))) => Some(Cow::into_owned(value)),
+        Ok(Some((Value::Object(_), _))) => {
+            Some(ScalarValue::Unknown { type_code: 255, bytes: vec![] })
+        }
+        _ => None,
+    }
+}
+
+fn read_str(
+    doc: &Automerge,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    match scalar(doc, obj, key) {
+        Some(ScalarValue::Str(s)) => {
+            if s.chars().count() > MAX_TEXT_CHARS {
+                problems.push(problem(path, format!("is longer than {MAX_TEXT_CHARS} characters")));
+                None
+            } else {
+                Some(s.to_string())
+            }
+        }
+        other => {
+            problems.push(problem(path, expected("a string", other.as_ref())));
+            None
+        }
+    }
+}
+
+fn read_int(
+    doc: &Automerge,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+    range: std::ops::RangeInclusive<i64>,
+    problems: &mut Vec<Problem>,
+) -> Option<u32> {
+    let value = match scalar(doc, obj, key) {
+        Some(ScalarValue::Int(v)) => v,
+        Some(ScalarValue::Uint(v)) => i64::try_from(v).unwrap_or(i64::MAX),
+        other => {
+            problems.push(problem(path, expected("an integer", other.as_ref())));
+            return None;
+        }
+    };
+    if range.contains(&value) {
+        u32::try_from(value).ok()
+    } else {
+        problems
+            .push(problem(path, format!("{value} is not in {}..={}", range.start(), range.end())));
+        None
+    }
+}
+
+fn read_timestamp(
+    doc: &Automerge,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<i64> {
+    match scalar(doc, obj, key) {
+        Some(ScalarValue::Timestamp(ms)) => Some(ms),
+        other => {
+            problems.push(problem(path, expected("a timestamp", other.as_ref())));
+            None
+        }
+    }
+}
+
+fn problem(path: &str, message: String) -> Problem {
+    Problem { path: path.to_string(), message }
+}
+
+fn expected(what: &str, found: Option<&ScalarValue>) -> String {
+    match found {
+        None => format!("is missing; expected {what}"),
+        Some(ScalarValue::Unknown { type_code: 255, .. }) => {
+            format!("is an object; expected {what}")
+        }
+        Some(value) => format!("{value} is not {what}"),
+    }
+}
