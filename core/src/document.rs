@@ -539,7 +539,7 @@ impl CommunityDoc {
         Ok(created)
     }
 
-    /// The document's changes, oldest first; only those touching `task` when given.
+    /// The document's changes in causal order; only those touching `task` when given.
     pub fn history(&self, task: Option<&str>) -> Vec<HistoryEntry> {
         let mut entries = Vec::new();
         for change in self.doc.get_changes(&[]) {
@@ -548,6 +548,11 @@ impl CommunityDoc {
             let mut paths: Vec<String> = patches.iter().map(patch_path).collect();
             paths.sort();
             paths.dedup();
+            // A task (or note) created by this change stands for all the fields in it.
+            let created = paths.clone();
+            paths.retain(|p| {
+                !created.iter().any(|c| p.len() > c.len() && p.starts_with(&format!("{c}/")))
+            });
             if let Some(task) = task {
                 let prefix = format!("tasks/{task}");
                 if !paths.iter().any(|p| *p == prefix || p.starts_with(&format!("{prefix}/"))) {
@@ -570,7 +575,8 @@ impl CommunityDoc {
                 paths,
             });
         }
-        entries.sort_by(|a, b| a.at_seconds.cmp(&b.at_seconds).then(a.hash.cmp(&b.hash)));
+        // `get_changes` lists changes in causal order (every change after the ones it
+        // depends on), which is the truthful order; clocks of devices may disagree.
         entries
     }
 

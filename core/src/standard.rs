@@ -217,8 +217,9 @@ impl KindStandard {
 
 const KEY_RULE: &str = "must be 1 to 40 characters of a-z, 0-9 and '-'";
 
-/// Keys end up in document paths and on the command line: keep them plain.
-pub(crate) fn is_key(key: &str) -> bool {
+/// True for a plain id: 1 to 40 characters of a-z, 0-9 and `-`. Keys, community ids
+/// and device names end up in document paths, certificates and command lines.
+pub fn is_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 40
         && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

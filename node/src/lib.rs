@@ -1,1 +1,10 @@
-//! placeholder
+//! A community's node: the offline-first store and the staff command line.
+//!
+//! Flow of a command: [`cli::run`] reads the data directory's [`config::NodeConfig`]
+//! and standard, opens the [`store::Store`] (the one owner of the SQLite file), applies
+//! one edit to the community's document from `fivestar-core` inside one durable
+//! transaction, and prints what it did. Sync with the hub comes in a later module.
+
+pub mod cli;
+pub mod config;
+pub mod store;

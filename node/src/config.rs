@@ -1,0 +1,110 @@
+//! The node's configuration: one TOML file in the data directory, written by
+//! `fivestar-node init` and edited by the operator afterwards. A documented example
+//! is `deploy/node.example.toml`.
+
+use std::path::{Path, PathBuf};
+
+use fivestar_core::Kind;
+use serde::{Deserialize, Serialize};
+
+/// The name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "node.toml";
+/// The name of the database file inside the data directory.
+pub const DATABASE_FILE: &str = "node.db";
+/// The name of the standard file `init` writes into the data directory.
+pub const STANDARD_FILE: &str = "standard.toml";
+
+/// Everything a node needs to know to start; relative paths are relative to the
+/// data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The community this node keeps, as in the district registry (e.g. `fangou`).
+    pub community: String,
+    /// The community's Chinese name, for screens.
+    pub community_name: String,
+    /// The community kind, which decides its five stars. The hub's registry entry
+    /// replaces it once the node has synced.
+    pub kind: Kind,
+    /// This device's name, as on its certificate (e.g. `d1`). Shown in history.
+    pub device: String,
+    /// The district hub's gRPC address.
+    pub hub: String,
+    /// The standard used until the hub sends a newer one.
+    pub standard: PathBuf,
+    /// Certificates for mutual TLS with the hub.
+    pub tls: TlsPaths,
+}
+
+/// Where the device's certificate files are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// The district CA certificate (PEM) that signed the hub's certificate.
+    pub ca: PathBuf,
+    /// This device's certificate (PEM), issued by `fivestar-hub pki issue`.
+    pub cert: PathBuf,
+    /// This device's private key (PEM). Keep it mode 0600.
+    pub key: PathBuf,
+}
+
+impl NodeConfig {
+    /// Reads the configuration file of a data directory.
+    pub fn load(data_dir: &Path) -> Result<NodeConfig, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotInitialized { data_dir: data_dir.to_path_buf() });
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        toml::from_str(&text).map_err(|err| ConfigError::Invalid {
+            path,
+            message: err.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// The file text, with a header that says what it is.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "# fivestar node configuration, written by `fivestar-node init`.\n\
+             # Relative paths are relative to this file's directory.\n\
+             # Every field is explained in deploy/node.example.toml.\n\n{}",
+            toml::to_string_pretty(self).unwrap_or_default()
+        )
+    }
+
+    /// A path from the configuration, resolved against the data directory.
+    pub fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { data_dir.join(path) }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No configuration file: `init` has not run here.
+    #[error("no fivestar node is set up in {data_dir}")]
+    NotInitialized {
+        /// The data directory looked in.
+        data_dir: PathBuf,
+    },
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("{path} is not a valid node configuration: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
