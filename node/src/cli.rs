@@ -20,7 +20,7 @@ use fivestar_core::{
 use serde_json::json;
 
 use crate::config::{ConfigError, DATABASE_FILE, NodeConfig, STANDARD_FILE, TlsPaths};
-use crate::store::{Store, StoreError};
+use crate::store::{DocStoreError, Store, StoreError};
 
 /// The command line of `fivestar-node`.
 #[derive(Debug, Parser)]
@@ -248,15 +248,20 @@ impl std::fmt::Display for CliError {
 impl From<StoreError> for CliError {
     fn from(err: StoreError) -> CliError {
         let hint = match &err {
-            StoreError::NotADatabase { .. } | StoreError::CorruptDocument { .. } => {
+            StoreError::Store(
+                DocStoreError::NotADatabase { .. } | DocStoreError::CorruptDocument { .. },
+            ) => {
                 "restore node.db from a backup; if there is none, move the file away and run \
                  `fivestar-node init` again (the hub has every change it acknowledged)"
             }
-            StoreError::Foreign { .. } | StoreError::WrongCommunity { .. } => {
+            StoreError::Store(DocStoreError::Foreign { .. })
+            | StoreError::WrongCommunity { .. } => {
                 "check --data-dir (or FIVESTAR_NODE_DIR): it points at the wrong folder"
             }
-            StoreError::TooNew { .. } => "install the newer fivestar-node that wrote this file",
-            StoreError::Sqlite { .. } => {
+            StoreError::Store(DocStoreError::TooNew { .. }) => {
+                "install the newer fivestar-node that wrote this file"
+            }
+            StoreError::Store(DocStoreError::Sqlite { .. } | DocStoreError::Stopped) => {
                 "check that the disk is not full and the folder is writable"
             }
         };

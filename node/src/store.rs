@@ -1,57 +1,24 @@
-//! The node's SQLite store: one file per node, one owner of the connection.
+//! The node's store: its community's document, the district document it reads,
+//! and its sync bookkeeping, in one SQLite file.
 //!
-//! # Layout
-//!
-//! Each Automerge document is kept as a compact snapshot plus the incremental change
-//! chunks written since; when the chunks together outgrow the snapshot, they are folded
-//! into a new snapshot in the same transaction. Every blob carries a `format` marker
-//! (1 = Automerge binary) so later versions can still read old bytes.
-//!
-//! # Durability
-//!
-//! WAL journal with `synchronous = FULL`: when [`Store::write`] returns `Ok`, the
-//! change is committed and fsynced; it survives a crash of the program and a power
-//! cut (as far as the disk honours fsync). A failed edit rolls back and writes nothing.
-//!
-//! # Concurrency
-//!
-//! A write takes SQLite's write lock (`BEGIN IMMEDIATE`) *before* it reads the
-//! document, then reads it afresh. Two processes of one device (a clerk's command and
-//! the sync daemon) therefore never build on a stale copy, and the device's Automerge
-//! actor never writes two different changes with one sequence number.
+//! The document storage (snapshot + chunks, durability, write locking) is
+//! `fivestar-store`'s, shared with the hub; this module adds the node's identity and
+//! tables. When [`Store::write`] returns `Ok`, the change is committed and fsynced
+//! (WAL, `synchronous = FULL`): it survives a crash of the program and a power cut.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use fivestar_core::CommunityDoc;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use fivestar_store::rusqlite::{OptionalExtension, params};
+use fivestar_store::{DocStore, Schema, Txn};
 
-/// What the `meta` table's `kind` says in a node database.
-const MAGIC: &str = "fivestar-node";
+pub use fivestar_store::StoreError as DocStoreError;
 
-/// Blob format: Automerge's own binary encoding.
-const FORMAT_AUTOMERGE: i64 = 1;
-
-/// Numbered migrations; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    // 1: documents, chunks, acknowledgements and the sync log.
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
-     CREATE TABLE snapshots (
-         doc_id TEXT PRIMARY KEY,
-         format INTEGER NOT NULL,
-         bytes BLOB NOT NULL,
-         saved_ms INTEGER NOT NULL
-     ) STRICT;
-     CREATE TABLE chunks (
-         id INTEGER PRIMARY KEY AUTOINCREMENT,
-         doc_id TEXT NOT NULL,
-         format INTEGER NOT NULL,
-         bytes BLOB NOT NULL,
-         saved_ms INTEGER NOT NULL
-     ) STRICT;
-     CREATE INDEX chunks_by_doc ON chunks (doc_id, id);
-     CREATE TABLE acked_heads (
+/// The node's own tables, after the store's.
+const NODE_MIGRATIONS: &[&str] = &[
+    // 1: what the hub acknowledged, and the log of sync attempts.
+    "CREATE TABLE acked_heads (
          doc_id TEXT PRIMARY KEY,
          heads TEXT NOT NULL,
          acked_ms INTEGER NOT NULL
@@ -66,65 +33,31 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;",
 ];
 
-/// Why the store could not do what was asked. Each names the file.
+/// The node's database schema.
+pub const SCHEMA: Schema =
+    Schema { kind: "fivestar node", component: "node", migrations: NODE_MIGRATIONS };
+
+/// The document id of the district document (standard and registry) a node reads.
+pub const DISTRICT_DOC: &str = "district";
+
+/// The peer name a node keeps its sync states under.
+pub const HUB_PEER: &str = "hub";
+
+/// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The file is not an SQLite database at all.
-    #[error(
-        "{path} is not a fivestar node database: the file is damaged or belongs to another program"
-    )]
-    NotADatabase {
-        /// The database file.
-        path: PathBuf,
-    },
-    /// An SQLite database, but not a node's.
-    #[error("{path} is a database of another program, not of a fivestar node")]
-    Foreign {
-        /// The database file.
-        path: PathBuf,
-    },
-    /// Written by a newer version of this program.
-    #[error(
-        "{path} was written by a newer fivestar-node (database version {found}, this program knows {known}): install the newer version"
-    )]
-    TooNew {
-        /// The database file.
-        path: PathBuf,
-        /// Its schema version.
-        found: i64,
-        /// The newest this program knows.
-        known: i64,
-    },
+    /// The file or SQLite failed.
+    #[error(transparent)]
+    Store(#[from] DocStoreError),
     /// The database belongs to another community.
     #[error("{path} holds community {found:?}, but the configuration says {expected:?}")]
     WrongCommunity {
         /// The database file.
-        path: PathBuf,
+        path: std::path::PathBuf,
         /// What the database holds.
         found: String,
         /// What the configuration says.
         expected: String,
-    },
-    /// A stored document cannot be decoded.
-    #[error(
-        "{path}: the stored document {doc_id} cannot be read ({detail}); restore the file from a backup"
-    )]
-    CorruptDocument {
-        /// The database file.
-        path: PathBuf,
-        /// The document.
-        doc_id: String,
-        /// What the decoder said.
-        detail: String,
-    },
-    /// Any other SQLite failure.
-    #[error("{path}: {source}")]
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        /// SQLite's error.
-        #[source]
-        source: rusqlite::Error,
     },
 }
 
@@ -139,7 +72,14 @@ pub struct Identity {
     pub actor: ActorId,
 }
 
-/// The last sync attempt, for `status`.
+impl Identity {
+    /// The id the community's document is stored and synced under.
+    pub fn doc_id(&self) -> String {
+        community_doc_id(&self.community)
+    }
+}
+
+/// A sync attempt, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SyncAttempt {
     /// When it started, Unix milliseconds.
@@ -166,96 +106,43 @@ pub struct Pending {
 /// The one owner of a node's database connection.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    docs: DocStore,
     identity: Identity,
 }
 
 impl Store {
-    /// Creates a new node database with a fresh document for `community`. Fails if
-    /// the file exists.
+    /// Creates a new node database with a fresh document for `community`.
     pub fn create(
         path: &Path,
         community: &str,
         device: &str,
         now_ms: i64,
     ) -> Result<Store, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .map_err(|source| StoreError::Sqlite { path: path.to_path_buf(), source })?;
-        let mut store = Store {
-            conn,
-            path: path.to_path_buf(),
-            identity: Identity {
-                community: community.to_string(),
-                device: device.to_string(),
-                actor: ActorId::random(),
-            },
+        let mut docs = DocStore::create(path, &SCHEMA)?;
+        let identity = Identity {
+            community: community.to_string(),
+            device: device.to_string(),
+            actor: ActorId::random(),
         };
-        store.configure()?;
-        store.migrate()?;
-        let doc = CommunityDoc::new(community, store.identity.actor.clone());
-        let doc_id = community_doc_id(community);
-        let actor_hex = store.identity.actor.to_hex_string();
-        let path = store.path.clone();
-        let tx = store
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
-        for (key, value) in [
-            ("kind", MAGIC),
-            ("community", community),
-            ("device", device),
-            ("actor", actor_hex.as_str()),
-        ] {
-            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", params![key, value])
-                .map_err(sql)?;
-        }
-        tx.execute(
-            "INSERT INTO snapshots (doc_id, format, bytes, saved_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![doc_id, FORMAT_AUTOMERGE, doc.automerge().save(), now_ms],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(store)
+        docs.set_meta("community", community)?;
+        docs.set_meta("device", device)?;
+        docs.set_meta("actor", &identity.actor.to_hex_string())?;
+        let doc = CommunityDoc::new(community, identity.actor.clone());
+        docs.write(|t| t.save(&identity.doc_id(), &[], doc.automerge(), now_ms))??;
+        Ok(Store { docs, identity })
     }
 
     /// Opens an existing node database (it is never created here).
     pub fn open(path: &Path, expected_community: &str) -> Result<Store, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| classify(path, source))?;
-        let mut store = Store {
-            conn,
-            path: path.to_path_buf(),
-            identity: Identity {
-                community: String::new(),
-                device: String::new(),
-                actor: ActorId::random(),
-            },
-        };
-        store.configure()?;
-        store.check_kind()?;
-        store.migrate()?;
-        let meta = |key: &str| -> Result<String, StoreError> {
-            store
-                .conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
-                .optional()
-                .map_err(|source| classify(path, source))?
-                .ok_or_else(|| StoreError::Foreign { path: path.to_path_buf() })
-        };
-        let community = meta("community")?;
-        let device = meta("device")?;
-        let actor_hex = meta("actor")?;
-        let actor = hex::decode(&actor_hex)
+        let docs = DocStore::open(path, &SCHEMA)?;
+        let foreign = || DocStoreError::Foreign { path: path.to_path_buf(), kind: SCHEMA.kind };
+        let community = docs.meta("community")?.ok_or_else(foreign)?;
+        let device = docs.meta("device")?.ok_or_else(foreign)?;
+        let actor = docs
+            .meta("actor")?
+            .and_then(|hex| hex::decode(hex).ok())
             .map(ActorId::from)
-            .map_err(|_| StoreError::Foreign { path: path.to_path_buf() })?;
+            .ok_or_else(foreign)?;
         if community != expected_community {
             return Err(StoreError::WrongCommunity {
                 path: path.to_path_buf(),
@@ -263,8 +150,7 @@ impl Store {
                 expected: expected_community.to_string(),
             });
         }
-        store.identity = Identity { community, device, actor };
-        Ok(store)
+        Ok(Store { docs, identity: Identity { community, device, actor } })
     }
 
     /// Who this node is.
@@ -274,97 +160,100 @@ impl Store {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.docs.path()
+    }
+
+    /// The underlying document store (for sync).
+    pub fn docs(&mut self) -> &mut DocStore {
+        &mut self.docs
     }
 
     /// The community's document as stored now.
     pub fn read(&mut self) -> Result<CommunityDoc, StoreError> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|source| classify(&path, source))?;
-        let doc = load_doc(&tx, &path, &self.identity)?;
-        tx.finish().map_err(|source| classify(&path, source))?;
-        Ok(doc)
+        let doc_id = self.identity.doc_id();
+        let doc = self.docs.read(&doc_id)?.ok_or_else(|| DocStoreError::CorruptDocument {
+            path: self.docs.path().to_path_buf(),
+            doc_id,
+            detail: "it is missing".into(),
+        })?;
+        Ok(CommunityDoc::from_automerge(&self.identity.community, doc, self.identity.actor.clone()))
+    }
+
+    /// The district document, once the hub has sent it.
+    pub fn read_district(&mut self) -> Result<Option<Automerge>, StoreError> {
+        Ok(self.docs.read(DISTRICT_DOC)?)
     }
 
     /// Applies `edit` to the community's document and commits the resulting change.
-    /// When `edit` fails, nothing is written. When this returns `Ok`, the change is
-    /// durable. `now_ms` is recorded with the chunk.
+    /// When `edit` fails, nothing is written. When this returns `Ok(Ok(_))`, the change
+    /// is durable.
     pub fn write<T, E>(
         &mut self,
         now_ms: i64,
         edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
-        let path = self.path.clone();
-        let sql = |source| classify(&path, source);
-        let tx =
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
-        let mut doc = load_doc(&tx, &path, &self.identity)?;
-        let before = doc.heads();
-        let out = match edit(&mut doc) {
-            Ok(out) => out,
-            // Dropping the transaction rolls it back: nothing was written.
-            Err(err) => return Ok(Err(err)),
-        };
-        if doc.heads() != before {
-            let doc_id = community_doc_id(&self.identity.community);
-            let chunk = doc.automerge().save_after(&before);
-            tx.execute(
-                "INSERT INTO chunks (doc_id, format, bytes, saved_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![doc_id, FORMAT_AUTOMERGE, chunk, now_ms],
-            )
-            .map_err(sql)?;
-            let (snapshot_bytes, chunk_bytes): (i64, i64) = tx
-                .query_row(
-                    "SELECT (SELECT length(bytes) FROM snapshots WHERE doc_id = ?1),
-                            (SELECT coalesce(sum(length(bytes)), 0) FROM chunks WHERE doc_id = ?1)",
-                    [&doc_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .map_err(sql)?;
-            if chunk_bytes > snapshot_bytes {
-                compact_in(&tx, &doc_id, doc.automerge(), now_ms).map_err(sql)?;
+        let identity = self.identity.clone();
+        let outcome = self.docs.write(|txn| -> Result<Result<T, E>, DocStoreError> {
+            let mut doc = load_community(txn, &identity)?;
+            let before = doc.heads();
+            match edit(&mut doc) {
+                Ok(out) => {
+                    txn.save(&identity.doc_id(), &before, doc.automerge(), now_ms)?;
+                    Ok(Ok(out))
+                }
+                Err(err) => Ok(Err(err)),
             }
-        }
-        tx.commit().map_err(sql)?;
-        Ok(Ok(out))
+        })?;
+        // A failed edit saved nothing, so its (empty) transaction commits nothing.
+        Ok(outcome?)
     }
 
     /// Folds every chunk into a fresh snapshot now.
     pub fn compact(&mut self, now_ms: i64) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = |source| classify(&path, source);
-        let tx =
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
-        let doc = load_doc(&tx, &path, &self.identity)?;
-        compact_in(&tx, &community_doc_id(&self.identity.community), doc.automerge(), now_ms)
-            .map_err(sql)?;
-        tx.commit().map_err(sql)
+        let doc_id = self.identity.doc_id();
+        Ok(self.docs.compact(&doc_id, now_ms)?)
     }
 
-    /// How many chunks are stored beside the snapshot (for tests and `status`).
+    /// How many chunks are stored beside the snapshots.
     pub fn chunk_count(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT count(*) FROM chunks", [], |row| row.get(0))
-            .map_err(|source| classify(&self.path, source))
+        Ok(self.docs.chunk_count()?)
     }
 
-    /// The heads the hub last acknowledged for the community's document.
-    pub fn acked_heads(&self) -> Result<Vec<ChangeHash>, StoreError> {
+    /// The heads the hub last acknowledged for a document.
+    pub fn acked_heads(&self, doc_id: &str) -> Result<Vec<ChangeHash>, StoreError> {
         let text: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT heads FROM acked_heads WHERE doc_id = ?1",
-                [community_doc_id(&self.identity.community)],
-                |row| row.get(0),
-            )
+            .docs
+            .conn()
+            .query_row("SELECT heads FROM acked_heads WHERE doc_id = ?1", [doc_id], |row| {
+                row.get(0)
+            })
             .optional()
-            .map_err(|source| classify(&self.path, source))?;
+            .map_err(|e| self.docs.err(e))?;
         Ok(text.map(|t| parse_heads(&t)).unwrap_or_default())
+    }
+
+    /// Records the heads the hub says it has durably stored.
+    pub fn set_acked_heads(
+        &self,
+        doc_id: &str,
+        heads: &[ChangeHash],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let text = heads.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",");
+        self.docs
+            .conn()
+            .execute(
+                "INSERT INTO acked_heads (doc_id, heads, acked_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (doc_id) DO UPDATE SET heads = excluded.heads, acked_ms = excluded.acked_ms",
+                params![doc_id, text, now_ms],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
     }
 
     /// This device's changes that the hub has not acknowledged yet.
     pub fn pending(&mut self) -> Result<Pending, StoreError> {
-        let acked = self.acked_heads()?;
+        let acked = self.acked_heads(&self.identity.doc_id())?;
         let doc = self.read()?;
         let known: Vec<ChangeHash> =
             acked.into_iter().filter(|h| doc.automerge().get_change_by_hash(h).is_some()).collect();
@@ -378,9 +267,39 @@ impl Store {
         Ok(Pending { changes: mine.len(), oldest_seconds: mine.iter().copied().min() })
     }
 
+    /// Records the start of a sync attempt; returns its id.
+    pub fn sync_started(&self, now_ms: i64) -> Result<i64, StoreError> {
+        let conn = self.docs.conn();
+        conn.execute("INSERT INTO sync_attempts (started_ms) VALUES (?1)", [now_ms])
+            .map_err(|e| self.docs.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Records how a sync attempt ended.
+    pub fn sync_finished(
+        &self,
+        id: i64,
+        now_ms: i64,
+        outcome: Result<&str, &str>,
+    ) -> Result<(), StoreError> {
+        let (ok, summary, error) = match outcome {
+            Ok(summary) => (1, Some(summary), None),
+            Err(error) => (0, None, Some(error)),
+        };
+        self.docs
+            .conn()
+            .execute(
+                "UPDATE sync_attempts SET finished_ms = ?2, ok = ?3, summary = ?4, error = ?5 WHERE id = ?1",
+                params![id, now_ms, ok, summary, error],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
+    }
+
     /// The newest sync attempt, if any.
     pub fn last_sync_attempt(&self) -> Result<Option<SyncAttempt>, StoreError> {
-        self.conn
+        self.docs
+            .conn()
             .query_row(
                 "SELECT started_ms, finished_ms, ok, error, summary FROM sync_attempts
                  ORDER BY id DESC LIMIT 1",
@@ -396,12 +315,13 @@ impl Store {
                 },
             )
             .optional()
-            .map_err(|source| classify(&self.path, source))
+            .map_err(|e| StoreError::from(self.docs.err(e)))
     }
 
-    /// The newest failed sync attempt's error, if any.
+    /// The newest failed sync attempt's time and error, if any.
     pub fn last_sync_error(&self) -> Result<Option<(i64, String)>, StoreError> {
-        self.conn
+        self.docs
+            .conn()
             .query_row(
                 "SELECT started_ms, error FROM sync_attempts WHERE ok = 0 AND error IS NOT NULL
                  ORDER BY id DESC LIMIT 1",
@@ -409,86 +329,22 @@ impl Store {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .map_err(|source| classify(&self.path, source))
+            .map_err(|e| StoreError::from(self.docs.err(e)))
     }
 
-    /// Runs SQLite's own consistency check; `Ok(vec!["ok"])` when sound.
+    /// The newest successful sync's time, if any.
+    pub fn last_successful_sync(&self) -> Result<Option<i64>, StoreError> {
+        self.docs
+            .conn()
+            .query_row("SELECT max(finished_ms) FROM sync_attempts WHERE ok = 1", [], |row| {
+                row.get(0)
+            })
+            .map_err(|e| StoreError::from(self.docs.err(e)))
+    }
+
+    /// Runs SQLite's own consistency check; `["ok"]` when sound.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("PRAGMA integrity_check")
-            .map_err(|source| classify(&self.path, source))?;
-        let rows = stmt
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(|source| classify(&self.path, source))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|source| classify(&self.path, source))
-    }
-
-    fn configure(&mut self) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        self.conn
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(|source| classify(&path, source))?;
-        let mode: String = self
-            .conn
-            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(|source| classify(&path, source))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Sqlite {
-                path,
-                source: rusqlite::Error::InvalidParameterName(format!(
-                    "journal_mode stayed {mode}, WAL is required"
-                )),
-            });
-        }
-        self.conn
-            .pragma_update(None, "synchronous", "FULL")
-            .and_then(|_| self.conn.pragma_update(None, "foreign_keys", "ON"))
-            .map_err(|source| classify(&path, source))
-    }
-
-    /// A database with tables but no node `meta` is another program's.
-    fn check_kind(&self) -> Result<(), StoreError> {
-        let has_meta: bool = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
-                [],
-                |row| row.get::<_, i64>(0).map(|n| n > 0),
-            )
-            .map_err(|source| classify(&self.path, source))?;
-        let kind: Option<String> = if has_meta {
-            self.conn
-                .query_row("SELECT value FROM meta WHERE key = 'kind'", [], |row| row.get(0))
-                .optional()
-                .map_err(|source| classify(&self.path, source))?
-        } else {
-            None
-        };
-        if kind.as_deref() == Some(MAGIC) {
-            Ok(())
-        } else {
-            Err(StoreError::Foreign { path: self.path.clone() })
-        }
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = |source| classify(&path, source);
-        let version: i64 =
-            self.conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql)?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew { path: path.clone(), found: version, known });
-        }
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx =
-                self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
-            tx.execute_batch(migration).map_err(sql)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1).map_err(sql)?;
-            tx.commit().map_err(sql)?;
-        }
-        Ok(())
+        Ok(self.docs.integrity_check()?)
     }
 }
 
@@ -497,69 +353,18 @@ pub fn community_doc_id(community: &str) -> String {
     format!("community/{community}")
 }
 
-fn load_doc(
-    conn: &Connection,
-    path: &Path,
-    identity: &Identity,
-) -> Result<CommunityDoc, StoreError> {
-    let doc_id = community_doc_id(&identity.community);
-    let corrupt = |detail: String| StoreError::CorruptDocument {
-        path: path.to_path_buf(),
-        doc_id: doc_id.clone(),
-        detail,
-    };
-    let (format, snapshot): (i64, Vec<u8>) = conn
-        .query_row("SELECT format, bytes FROM snapshots WHERE doc_id = ?1", [&doc_id], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()
-        .map_err(|source| classify(path, source))?
-        .ok_or_else(|| corrupt("no snapshot is stored".into()))?;
-    if format != FORMAT_AUTOMERGE {
-        return Err(corrupt(format!("unknown blob format {format}")));
-    }
-    let mut doc = Automerge::load(&snapshot).map_err(|e| corrupt(e.to_string()))?;
-    let mut stmt = conn
-        .prepare_cached("SELECT format, bytes FROM chunks WHERE doc_id = ?1 ORDER BY id")
-        .map_err(|source| classify(path, source))?;
-    let chunks = stmt
-        .query_map([&doc_id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
-        .map_err(|source| classify(path, source))?;
-    for chunk in chunks {
-        let (format, bytes) = chunk.map_err(|source| classify(path, source))?;
-        if format != FORMAT_AUTOMERGE {
-            return Err(corrupt(format!("unknown blob format {format}")));
-        }
-        doc.load_incremental(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    }
+fn load_community(txn: &mut Txn<'_>, identity: &Identity) -> Result<CommunityDoc, DocStoreError> {
+    let doc_id = identity.doc_id();
+    let doc = txn.load(&doc_id)?.ok_or_else(|| DocStoreError::CorruptDocument {
+        path: std::path::PathBuf::new(),
+        doc_id,
+        detail: "it is missing".into(),
+    })?;
     Ok(CommunityDoc::from_automerge(&identity.community, doc, identity.actor.clone()))
-}
-
-fn compact_in(
-    conn: &Connection,
-    doc_id: &str,
-    doc: &Automerge,
-    now_ms: i64,
-) -> Result<(), rusqlite::Error> {
-    conn.execute(
-        "UPDATE snapshots SET format = ?2, bytes = ?3, saved_ms = ?4 WHERE doc_id = ?1",
-        params![doc_id, FORMAT_AUTOMERGE, doc.save(), now_ms],
-    )?;
-    conn.execute("DELETE FROM chunks WHERE doc_id = ?1", [doc_id])?;
-    Ok(())
 }
 
 fn parse_heads(text: &str) -> Vec<ChangeHash> {
     text.split(',').filter_map(|h| h.trim().parse().ok()).collect()
-}
-
-/// Turns SQLite's "not a database" into the message a clerk can act on.
-fn classify(path: &Path, source: rusqlite::Error) -> StoreError {
-    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
-        StoreError::NotADatabase { path: path.to_path_buf() }
-    } else {
-        StoreError::Sqlite { path: path.to_path_buf(), source }
-    }
 }
 
 #[cfg(test)]
@@ -670,12 +475,15 @@ mod tests {
         let junk = dir.path().join("junk.db");
         std::fs::write(&junk, vec![0x42; 8192]).unwrap();
         let err = Store::open(&junk, "fuhou").unwrap_err();
-        assert!(matches!(err, StoreError::NotADatabase { .. }), "{err}");
+        assert!(matches!(err, StoreError::Store(DocStoreError::NotADatabase { .. })), "{err}");
 
         let other = dir.path().join("other.db");
-        Connection::open(&other).unwrap().execute_batch("CREATE TABLE songs (t TEXT)").unwrap();
+        fivestar_store::rusqlite::Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE songs (t TEXT)")
+            .unwrap();
         let err = Store::open(&other, "fuhou").unwrap_err();
-        assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+        assert!(matches!(err, StoreError::Store(DocStoreError::Foreign { .. })), "{err}");
 
         let mine = dir.path().join("node.db");
         drop(Store::create(&mine, "fuhou", "d1", 0).unwrap());

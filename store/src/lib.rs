@@ -1,0 +1,685 @@
+//! SQLite storage of Automerge documents, shared by the node and the hub.
+//!
+//! # Layout
+//!
+//! Each document (`doc_id`, e.g. `community/fangou` or `district`) is a compact
+//! snapshot plus the incremental change chunks written since. When a document's chunks
+//! together outgrow its snapshot they are folded into a new snapshot in the same
+//! transaction. Every blob has a `format` marker (1 = Automerge binary) so later
+//! versions still read old bytes. Every write bumps the document's `changed_seq` from
+//! one database-wide counter, which lets a long-running process notice writes made by
+//! another process ([`DocStore::changed_since`]).
+//!
+//! # Durability and concurrency
+//!
+//! WAL journal, `synchronous = FULL`. [`DocStore::write`] takes SQLite's write lock
+//! (`BEGIN IMMEDIATE`) before it reads anything, so two processes (a clerk's command and
+//! the daemon, or the hub and its `review` command) never build on a stale copy. When it
+//! returns `Ok`, the transaction is committed and fsynced.
+//!
+//! # Schema versions
+//!
+//! Migrations are numbered per component (`store`, and the application's own, e.g.
+//! `node` or `hub`) and recorded in `schema_versions`, so each part can grow its tables
+//! independently; a database written by a newer program is refused by name.
+//!
+//! # Threads
+//!
+//! A [`DocStore`] is owned by one thread. Async code uses [`StoreThread`]: the store
+//! lives on a dedicated thread and callers send it closures, awaiting the reply. This
+//! keeps CPU-bound Automerge work off the async reactor.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use automerge::{Automerge, ChangeHash};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+pub mod thread;
+
+pub use rusqlite;
+pub use thread::StoreThread;
+
+/// Blob format: Automerge's own binary encoding.
+pub const FORMAT_AUTOMERGE: i64 = 1;
+
+/// The store's own tables.
+const STORE_MIGRATIONS: &[&str] = &[
+    // 1: documents (snapshot + chunks), sync states, application metadata.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+     CREATE TABLE documents (
+         doc_id TEXT PRIMARY KEY,
+         format INTEGER NOT NULL,
+         snapshot BLOB NOT NULL,
+         changed_seq INTEGER NOT NULL,
+         saved_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE chunks (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         doc_id TEXT NOT NULL REFERENCES documents (doc_id),
+         format INTEGER NOT NULL,
+         bytes BLOB NOT NULL,
+         saved_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX chunks_by_doc ON chunks (doc_id, id);
+     CREATE TABLE sync_states (
+         peer TEXT NOT NULL,
+         doc_id TEXT NOT NULL,
+         state BLOB NOT NULL,
+         PRIMARY KEY (peer, doc_id)
+     ) STRICT;",
+];
+
+/// Which program a database belongs to, and that program's own migrations.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// Written into `meta.kind` at creation and checked at every open, e.g. `fivestar-node`.
+    pub kind: &'static str,
+    /// The component name its migrations are recorded under, e.g. `node`.
+    pub component: &'static str,
+    /// Numbered migrations of the application's own tables.
+    pub migrations: &'static [&'static str],
+}
+
+/// Why the store could not do what was asked. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file is not an SQLite database at all.
+    #[error("{path} is not a {kind} database: the file is damaged or belongs to another program")]
+    NotADatabase {
+        /// The database file.
+        path: PathBuf,
+        /// What it should have been.
+        kind: &'static str,
+    },
+    /// An SQLite database, but not one of this program's.
+    #[error("{path} is a database of another program, not of a {kind}")]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// What it should have been.
+        kind: &'static str,
+    },
+    /// Written by a newer version of this program.
+    #[error(
+        "{path} was written by a newer version ({component} schema {found}, this program knows {known}): install the newer version"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Which component's schema.
+        component: String,
+        /// Its schema version.
+        found: i64,
+        /// The newest this program knows.
+        known: i64,
+    },
+    /// A stored document cannot be decoded.
+    #[error(
+        "{path}: the stored document {doc_id} cannot be read ({detail}); restore the file from a backup"
+    )]
+    CorruptDocument {
+        /// The database file.
+        path: PathBuf,
+        /// The document.
+        doc_id: String,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// Any other SQLite failure.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store thread has stopped.
+    #[error("the store thread has stopped")]
+    Stopped,
+}
+
+/// One database file of Automerge documents, and the one connection to it.
+#[derive(Debug)]
+pub struct DocStore {
+    conn: Connection,
+    path: PathBuf,
+    kind: &'static str,
+    /// Documents as last committed, with the `changed_seq` they were read at.
+    cache: HashMap<String, (i64, Automerge)>,
+}
+
+impl DocStore {
+    /// Creates a new database. Fails if the file exists and is not empty.
+    pub fn create(path: &Path, schema: &Schema) -> Result<DocStore, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(|source| classify(path, schema.kind, source))?;
+        let mut store =
+            DocStore { conn, path: path.to_path_buf(), kind: schema.kind, cache: HashMap::new() };
+        store.configure()?;
+        store.migrate("store", STORE_MIGRATIONS)?;
+        store.migrate(schema.component, schema.migrations)?;
+        store.set_meta("kind", schema.kind)?;
+        Ok(store)
+    }
+
+    /// Opens an existing database (it is never created here) and brings its schema up
+    /// to date.
+    pub fn open(path: &Path, schema: &Schema) -> Result<DocStore, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|source| classify(path, schema.kind, source))?;
+        let mut store =
+            DocStore { conn, path: path.to_path_buf(), kind: schema.kind, cache: HashMap::new() };
+        store.configure()?;
+        store.check_kind()?;
+        store.migrate("store", STORE_MIGRATIONS)?;
+        store.migrate(schema.component, schema.migrations)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for the application's own tables (outside document writes).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Maps an SQLite error to a [`StoreError`] naming this file.
+    pub fn err(&self, source: rusqlite::Error) -> StoreError {
+        classify(&self.path, self.kind, source)
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sets a value in the `meta` table.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Reads a document as committed now; `None` when it is not stored.
+    pub fn read(&mut self, doc_id: &str) -> Result<Option<Automerge>, StoreError> {
+        let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
+        let doc = txn.load(doc_id)?;
+        txn.finish()?;
+        Ok(doc)
+    }
+
+    /// Runs `f` in one write transaction. `f` reads documents with [`Txn::load`] and
+    /// saves them with [`Txn::save`]; if `f` returns `Err`, nothing is written. When this
+    /// returns `Ok(Ok(_))`, everything `f` saved is durable.
+    pub fn write<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StoreError> {
+        let mut txn = Txn::begin(self, TransactionBehavior::Immediate)?;
+        match f(&mut txn) {
+            Ok(out) => {
+                txn.commit()?;
+                Ok(Ok(out))
+            }
+            Err(err) => Ok(Err(err)),
+        }
+    }
+
+    /// The document ids written since `seq` (by any process), with the newest sequence
+    /// number; poll it to notice changes.
+    pub fn changed_since(&self, seq: i64) -> Result<(Vec<String>, i64), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT doc_id, changed_seq FROM documents WHERE changed_seq > ?1 ORDER BY changed_seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([seq], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut ids = Vec::new();
+        let mut newest = seq;
+        for row in rows {
+            let (id, s) = row.map_err(|e| self.err(e))?;
+            newest = newest.max(s);
+            ids.push(id);
+        }
+        Ok((ids, newest))
+    }
+
+    /// The ids of every stored document.
+    pub fn doc_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT doc_id FROM documents ORDER BY doc_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |row| row.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Folds every chunk of a document into a fresh snapshot now.
+    pub fn compact(&mut self, doc_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut txn = Txn::begin(self, TransactionBehavior::Immediate)?;
+        if let Some(doc) = txn.load(doc_id)? {
+            txn.fold(doc_id, &doc, now_ms)?;
+        }
+        txn.commit()
+    }
+
+    /// How many chunks are stored beside the snapshots.
+    pub fn chunk_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM chunks", [], |row| row.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The persisted sync state with `peer` for `doc_id` (`automerge::sync::State::encode`).
+    pub fn sync_state(&self, peer: &str, doc_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT state FROM sync_states WHERE peer = ?1 AND doc_id = ?2",
+                params![peer, doc_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Persists a sync state (at the end of a session).
+    pub fn set_sync_state(&self, peer: &str, doc_id: &str, state: &[u8]) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO sync_states (peer, doc_id, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer, doc_id) DO UPDATE SET state = excluded.state",
+                params![peer, doc_id, state],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// SQLite's own consistency check; `["ok"]` when sound.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    fn configure(&mut self) -> Result<(), StoreError> {
+        self.conn.busy_timeout(Duration::from_secs(10)).map_err(|e| self.err(e))?;
+        let mode: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Sqlite {
+                path: self.path.clone(),
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "journal_mode stayed {mode}; WAL is required"
+                )),
+            });
+        }
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .and_then(|_| self.conn.pragma_update(None, "foreign_keys", "ON"))
+            .map_err(|e| self.err(e))
+    }
+
+    /// A database with tables but no `meta.kind` of ours is another program's.
+    fn check_kind(&self) -> Result<(), StoreError> {
+        let has_meta: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let kind = if has_meta > 0 { self.meta("kind")? } else { None };
+        if kind.as_deref() == Some(self.kind) {
+            Ok(())
+        } else {
+            Err(StoreError::Foreign { path: self.path.clone(), kind: self.kind })
+        }
+    }
+
+    fn migrate(&mut self, component: &str, migrations: &[&str]) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_versions (
+                     component TEXT PRIMARY KEY, version INTEGER NOT NULL) STRICT",
+            )
+            .map_err(|e| self.err(e))?;
+        let version: i64 = self
+            .conn
+            .query_row(
+                "SELECT version FROM schema_versions WHERE component = ?1",
+                [component],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0);
+        let known = migrations.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                component: component.to_string(),
+                found: version,
+                known,
+            });
+        }
+        for (index, migration) in migrations.iter().enumerate().skip(version as usize) {
+            let path = self.path.clone();
+            let kind = self.kind;
+            let sql = |source| classify(&path, kind, source);
+            let tx =
+                self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            tx.execute_batch(migration).map_err(sql)?;
+            tx.execute(
+                "INSERT INTO schema_versions (component, version) VALUES (?1, ?2)
+                 ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                params![component, index as i64 + 1],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+        }
+        Ok(())
+    }
+}
+
+/// One transaction on a [`DocStore`]. Documents it saves reach the store's cache only
+/// when it commits.
+#[derive(Debug)]
+pub struct Txn<'a> {
+    tx: rusqlite::Transaction<'a>,
+    cache: &'a mut HashMap<String, (i64, Automerge)>,
+    path: &'a Path,
+    kind: &'static str,
+    saved: HashMap<String, (i64, Automerge)>,
+}
+
+impl<'a> Txn<'a> {
+    fn begin(
+        store: &'a mut DocStore,
+        behavior: TransactionBehavior,
+    ) -> Result<Txn<'a>, StoreError> {
+        let path = &store.path;
+        let kind = store.kind;
+        let tx = store
+            .conn
+            .transaction_with_behavior(behavior)
+            .map_err(|source| classify(path, kind, source))?;
+        Ok(Txn { tx, cache: &mut store.cache, path, kind, saved: HashMap::new() })
+    }
+
+    /// The transaction, for the application's own tables.
+    pub fn sql(&self) -> &rusqlite::Transaction<'a> {
+        &self.tx
+    }
+
+    /// Maps an SQLite error to a [`StoreError`] naming this file.
+    pub fn err(&self, source: rusqlite::Error) -> StoreError {
+        classify(self.path, self.kind, source)
+    }
+
+    /// A document as stored (including what this transaction saved); `None` when absent.
+    pub fn load(&mut self, doc_id: &str) -> Result<Option<Automerge>, StoreError> {
+        if let Some((_, doc)) = self.saved.get(doc_id) {
+            return Ok(Some(doc.clone()));
+        }
+        let row: Option<(i64, i64)> = self
+            .tx
+            .query_row(
+                "SELECT changed_seq, format FROM documents WHERE doc_id = ?1",
+                [doc_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((seq, format)) = row else {
+            return Ok(None);
+        };
+        if let Some((cached_seq, doc)) = self.cache.get(doc_id)
+            && *cached_seq == seq
+        {
+            return Ok(Some(doc.clone()));
+        }
+        let corrupt = |detail: String| StoreError::CorruptDocument {
+            path: self.path.to_path_buf(),
+            doc_id: doc_id.to_string(),
+            detail,
+        };
+        if format != FORMAT_AUTOMERGE {
+            return Err(corrupt(format!("unknown blob format {format}")));
+        }
+        let snapshot: Vec<u8> = self
+            .tx
+            .query_row("SELECT snapshot FROM documents WHERE doc_id = ?1", [doc_id], |row| {
+                row.get(0)
+            })
+            .map_err(|e| self.err(e))?;
+        let mut doc = Automerge::load(&snapshot).map_err(|e| corrupt(e.to_string()))?;
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT format, bytes FROM chunks WHERE doc_id = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let chunks = stmt
+            .query_map([doc_id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| self.err(e))?;
+        for chunk in chunks {
+            let (format, bytes) = chunk.map_err(|e| self.err(e))?;
+            if format != FORMAT_AUTOMERGE {
+                return Err(corrupt(format!("unknown blob format {format}")));
+            }
+            doc.load_incremental(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        }
+        drop(stmt);
+        self.cache.insert(doc_id.to_string(), (seq, doc.clone()));
+        Ok(Some(doc))
+    }
+
+    /// Saves what changed in `doc` since `before` (the heads it was loaded at); creates
+    /// the document when it is not stored yet. Saving an unchanged document writes nothing.
+    pub fn save(
+        &mut self,
+        doc_id: &str,
+        before: &[ChangeHash],
+        doc: &Automerge,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let exists: bool = self
+            .tx
+            .query_row("SELECT count(*) FROM documents WHERE doc_id = ?1", [doc_id], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map_err(|e| self.err(e))?
+            > 0;
+        let seq = self.next_seq()?;
+        if !exists {
+            self.tx
+                .execute(
+                    "INSERT INTO documents (doc_id, format, snapshot, changed_seq, saved_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![doc_id, FORMAT_AUTOMERGE, doc.save(), seq, now_ms],
+                )
+                .map_err(|e| self.err(e))?;
+        } else {
+            if doc.get_heads() == before {
+                return Ok(());
+            }
+            self.tx
+                .execute(
+                    "INSERT INTO chunks (doc_id, format, bytes, saved_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![doc_id, FORMAT_AUTOMERGE, doc.save_after(before), now_ms],
+                )
+                .map_err(|e| self.err(e))?;
+            self.tx
+                .execute(
+                    "UPDATE documents SET changed_seq = ?2 WHERE doc_id = ?1",
+                    params![doc_id, seq],
+                )
+                .map_err(|e| self.err(e))?;
+            let (snapshot, chunks): (i64, i64) = self
+                .tx
+                .query_row(
+                    "SELECT (SELECT length(snapshot) FROM documents WHERE doc_id = ?1),
+                            (SELECT coalesce(sum(length(bytes)), 0) FROM chunks WHERE doc_id = ?1)",
+                    [doc_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(|e| self.err(e))?;
+            if chunks > snapshot {
+                self.fold(doc_id, doc, now_ms)?;
+            }
+        }
+        self.saved.insert(doc_id.to_string(), (seq, doc.clone()));
+        Ok(())
+    }
+
+    /// Replaces a document's snapshot and chunks by one fresh snapshot.
+    fn fold(&mut self, doc_id: &str, doc: &Automerge, now_ms: i64) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE documents SET format = ?2, snapshot = ?3, saved_ms = ?4 WHERE doc_id = ?1",
+                params![doc_id, FORMAT_AUTOMERGE, doc.save(), now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .execute("DELETE FROM chunks WHERE doc_id = ?1", [doc_id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn next_seq(&self) -> Result<i64, StoreError> {
+        let current: i64 = self
+            .tx
+            .query_row("SELECT coalesce(max(changed_seq), 0) FROM documents", [], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(current + 1)
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        let path = self.path;
+        let kind = self.kind;
+        self.tx.commit().map_err(|source| classify(path, kind, source))?;
+        self.cache.extend(self.saved);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), StoreError> {
+        let path = self.path;
+        let kind = self.kind;
+        self.tx.finish().map_err(|source| classify(path, kind, source))
+    }
+}
+
+/// Turns SQLite's "not a database" into the message a person can act on.
+fn classify(path: &Path, kind: &'static str, source: rusqlite::Error) -> StoreError {
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+        StoreError::NotADatabase { path: path.to_path_buf(), kind }
+    } else {
+        StoreError::Sqlite { path: path.to_path_buf(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{ROOT, ReadDoc};
+
+    use super::*;
+
+    const SCHEMA: Schema = Schema { kind: "fivestar-test", component: "test", migrations: &[] };
+
+    fn put(doc: &mut Automerge, key: &str, value: i64) {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, key, value).unwrap();
+        tx.commit();
+    }
+
+    #[test]
+    fn save_reopen_compact_reopen_gives_the_same_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut store = DocStore::create(&path, &SCHEMA).unwrap();
+        let mut doc = Automerge::new();
+        put(&mut doc, "a", 1);
+        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        for i in 0..5 {
+            let before = doc.get_heads();
+            put(&mut doc, "a", i);
+            store.write(|t| t.save("d", &before, &doc, 0)).unwrap().unwrap();
+        }
+        drop(store);
+        let mut store = DocStore::open(&path, &SCHEMA).unwrap();
+        assert_eq!(store.read("d").unwrap().unwrap().get_heads(), doc.get_heads());
+        store.compact("d", 1).unwrap();
+        assert_eq!(store.chunk_count().unwrap(), 0);
+        drop(store);
+        let mut store = DocStore::open(&path, &SCHEMA).unwrap();
+        let back = store.read("d").unwrap().unwrap();
+        assert_eq!(back.get_heads(), doc.get_heads());
+        assert_eq!(back.get_changes(&[]).len(), doc.get_changes(&[]).len());
+        assert_eq!(store.integrity_check().unwrap(), vec!["ok"]);
+    }
+
+    #[test]
+    fn another_connections_write_is_seen_and_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut a = DocStore::create(&path, &SCHEMA).unwrap();
+        let mut doc = Automerge::new();
+        put(&mut doc, "a", 1);
+        a.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let (_, seq) = a.changed_since(0).unwrap();
+        let mut b = DocStore::open(&path, &SCHEMA).unwrap();
+        let mut other = b.read("d").unwrap().unwrap();
+        let before = other.get_heads();
+        put(&mut other, "a", 2);
+        b.write(|t| t.save("d", &before, &other, 0)).unwrap().unwrap();
+        // a's cache is stale; its next read sees b's write.
+        let (changed, _) = a.changed_since(seq).unwrap();
+        assert_eq!(changed, vec!["d".to_string()]);
+        assert_eq!(a.read("d").unwrap().unwrap().get_heads(), other.get_heads());
+    }
+
+    #[test]
+    fn a_write_whose_closure_fails_leaves_store_and_cache_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = DocStore::create(&dir.path().join("t.db"), &SCHEMA).unwrap();
+        let mut doc = Automerge::new();
+        put(&mut doc, "a", 1);
+        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let heads = doc.get_heads();
+        let failed: Result<(), String> = store
+            .write(|t| {
+                let mut d = t.load("d").map_err(|e| e.to_string())?.unwrap();
+                put(&mut d, "a", 10);
+                t.save("d", &heads, &d, 0).map_err(|e| e.to_string())?;
+                Err("refused after saving".to_string())
+            })
+            .unwrap();
+        assert!(failed.is_err());
+        assert_eq!(store.chunk_count().unwrap(), 0);
+        let back = store.read("d").unwrap().unwrap();
+        assert_eq!(back.get_heads(), heads);
+        assert_eq!(back.get(ROOT, "a").unwrap().unwrap().0.as_i64(), Some(1));
+    }
+}
