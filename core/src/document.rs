@@ -725,7 +725,8 @@ fn short_hex(hex: &str) -> &str {
     &hex[..hex.len().min(8)]
 }
 
-fn patch_path(patch: &automerge::Patch) -> String {
+/// The slash-separated path a patch wrote, e.g. `tasks/t-1/progress`.
+pub(crate) fn patch_path(patch: &automerge::Patch) -> String {
     let mut parts: Vec<String> = patch.path.iter().map(|(_, prop)| prop_text(prop)).collect();
     match &patch.action {
         automerge::PatchAction::PutMap { key, .. } => parts.push(key.clone()),

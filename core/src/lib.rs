@@ -11,7 +11,9 @@
 //! as arguments. That is what lets the node and the hub compute exactly the same
 //! numbers, and what lets the tests check every rule directly.
 
+pub mod district;
 pub mod document;
+pub mod policy;
 pub mod ranking;
 pub mod registry;
 pub mod scoring;
@@ -26,6 +28,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use document::{CommunityDoc, EditError, HistoryEntry, NewTask, Problem, Stamp, TaskEdit};
+pub use policy::{Denied, Writer, authorize};
 pub use ranking::{Freshness, RankEntry, Ranked, rank};
 pub use registry::{Community, Registry, RegistryError, Subdistrict};
 pub use scoring::{CommunityScore, Lack, StarScore, earned_hundredths, score};

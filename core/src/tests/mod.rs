@@ -1,6 +1,7 @@
 //! Unit tests of the pure core. Shared builders live here.
 
 mod document;
+mod policy;
 mod properties;
 mod ranking;
 mod registry;
