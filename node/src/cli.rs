@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::config::{ConfigError, DATABASE_FILE, NodeConfig, STANDARD_FILE, TlsPaths};
 use crate::store::{DocStoreError, Store, StoreError};
+use fivestar_store::StoreThread;
 
 /// The command line of `fivestar-node`.
 #[derive(Debug, Parser)]
@@ -62,6 +63,11 @@ enum Command {
     },
     /// This node's state: unsynced changes, last sync attempt, last error.
     Status(JsonArg),
+    /// Sync with the hub once and say what moved.
+    Sync(JsonArg),
+    /// Keep syncing with the hub until Ctrl-C: after every edit, on pushes from the
+    /// hub, and on a heartbeat; reconnects with backoff when the link is down.
+    Run,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +337,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Score(JsonArg { json }) => node.score(json),
                 Command::History { task, json } => node.history(task.as_deref(), json.json),
                 Command::Status(JsonArg { json }) => node.status(json),
+                Command::Sync(JsonArg { json }) => node.sync(&data_dir, json),
+                Command::Run => node.run_daemon(&data_dir),
             }
         }
     }
@@ -403,6 +411,7 @@ fn init(data_dir: &Path, args: InitArgs) -> Result<(), CliError> {
             cert: args.cert.unwrap_or_else(|| PathBuf::from("certs/device.pem")),
             key: args.key.unwrap_or_else(|| PathBuf::from("certs/device.key")),
         },
+        sync: crate::config::SyncSettings::default(),
     };
     // The configuration is written last: its presence means "set up".
     write_file(&config_path, &config.to_toml())?;
@@ -460,8 +469,61 @@ impl Node {
             return Err(CliError::new(format!("{} is missing", db_path.display()))
                 .hint("restore it from a backup, or move the folder away and run init again"));
         }
-        let store = Store::open(&db_path, &config.community)?;
+        let mut store = Store::open(&db_path, &config.community)?;
+        let mut config = config;
+        let mut standard = standard;
+        // Once synced, the district's own standard and registry entry win: they are
+        // the newest the node has, and they stay in force offline.
+        if let Some(district) = store.read_district()? {
+            if let Some(Ok(published)) = fivestar_core::district::standard(&district) {
+                standard = published;
+            }
+            if let Some(Ok(registry)) = fivestar_core::district::registry(&district)
+                && let Some(entry) = registry.community(&config.community)
+            {
+                config.kind = entry.kind;
+                config.community_name = entry.name.clone();
+            }
+        }
         Ok(Node { config, standard, store })
+    }
+
+    fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+        tokio::runtime::Runtime::new()
+            .map_err(|err| CliError::new(format!("cannot start the async runtime: {err}")))
+    }
+
+    fn sync(self, data_dir: &Path, json: bool) -> Result<(), CliError> {
+        let Node { config, store, .. } = self;
+        let runtime = Node::runtime()?;
+        let report = runtime.block_on(async {
+            let store = StoreThread::spawn("node-store", store)
+                .map_err(|e| CliError::new(format!("cannot start the store thread: {e}")))?;
+            crate::sync::sync_once(&store, &config, data_dir).await.map_err(sync_error)
+        })?;
+        if json {
+            print_json(&report);
+        } else {
+            println!("Synced with {}: {report}.", config.hub);
+        }
+        Ok(())
+    }
+
+    fn run_daemon(self, data_dir: &Path) -> Result<(), CliError> {
+        let Node { config, store, .. } = self;
+        init_logging();
+        let runtime = Node::runtime()?;
+        runtime.block_on(async {
+            let store = StoreThread::spawn("node-store", store)
+                .map_err(|e| CliError::new(format!("cannot start the store thread: {e}")))?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tracing::info!(hub = %config.hub, community = %config.community, device = %config.device, "node running; Ctrl-C stops it");
+            let daemon = tokio::spawn(crate::sync::run_daemon(store, config, data_dir.to_path_buf(), stopped));
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
+            let _ = daemon.await;
+            Ok(())
+        })
     }
 
     fn kind(&self) -> &KindStandard {
@@ -725,6 +787,7 @@ impl Node {
                 "unacknowledged_changes": pending.changes,
                 "oldest_unacknowledged_age_seconds": pending.oldest_seconds.map(|t| now - t),
                 "last_sync_attempt": attempt,
+                "last_successful_sync_ms": self.store.last_successful_sync()?,
                 "last_error": last_error.map(|(at, e)| json!({"at_ms": at, "error": e})),
                 "standard": {"version": self.standard.version, "sample": self.standard.sample},
             }));
@@ -894,6 +957,39 @@ fn resolve_id(doc: &CommunityDoc, given: &str) -> Result<String, CliError> {
         ))
         .hint("type more of the id")),
     }
+}
+
+fn sync_error(err: crate::sync::SyncError) -> CliError {
+    use crate::sync::SyncError;
+    let hint = match &err {
+        SyncError::Certificate { .. } => {
+            "issue the device's certificate with `fivestar-hub pki issue` and copy it to the paths in node.toml"
+        }
+        SyncError::CertificateRefused(_) => {
+            "ask the district office for a valid device certificate"
+        }
+        SyncError::Unreachable { .. } | SyncError::BadAddress(_) => {
+            "check the link and the hub address in node.toml; every edit stays saved here meanwhile"
+        }
+        SyncError::Refused { .. } => {
+            "the hub names the rule above; `fivestar-node status` keeps this error"
+        }
+        SyncError::Protocol(_) | SyncError::Store(_) => {
+            "try again; if it persists, send node.db to the district's operators"
+        }
+    };
+    CliError::new(err.to_string()).hint(hint)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 fn review_text(t: &Task) -> String {

@@ -16,7 +16,7 @@ pub const STANDARD_FILE: &str = "standard.toml";
 
 /// Everything a node needs to know to start; relative paths are relative to the
 /// data directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// The community this node keeps, as in the district registry (e.g. `fangou`).
@@ -34,6 +34,44 @@ pub struct NodeConfig {
     pub standard: PathBuf,
     /// Certificates for mutual TLS with the hub.
     pub tls: TlsPaths,
+    /// How the node syncs (all optional).
+    #[serde(default)]
+    pub sync: SyncSettings,
+}
+
+/// How the node syncs with the hub. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSettings {
+    /// First delay before reconnecting after a failure, seconds.
+    pub backoff_initial_seconds: f64,
+    /// The longest delay between reconnect attempts, seconds.
+    pub backoff_max_seconds: f64,
+    /// While connected, a round at least this often (keeps the hub's idle timer fed).
+    pub heartbeat_seconds: u64,
+    /// How often the daemon checks the database for edits made by other commands, ms.
+    pub local_poll_millis: u64,
+    /// How long to wait for the hub to answer a connection, seconds.
+    pub connect_timeout_seconds: u64,
+    /// HTTP/2 keepalive ping interval, seconds; a dead link is noticed within about
+    /// one and a half intervals.
+    pub keepalive_seconds: u64,
+    /// The largest sync message the node sends or accepts, bytes (match the hub's).
+    pub max_message_bytes: usize,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            backoff_initial_seconds: 1.0,
+            backoff_max_seconds: 300.0,
+            heartbeat_seconds: 30,
+            local_poll_millis: 500,
+            connect_timeout_seconds: 10,
+            keepalive_seconds: 30,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
 }
 
 /// Where the device's certificate files are.

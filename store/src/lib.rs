@@ -264,6 +264,13 @@ impl DocStore {
         Ok((ids, newest))
     }
 
+    /// The newest write's sequence number (0 when nothing was written).
+    pub fn latest_seq(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT coalesce(max(changed_seq), 0) FROM documents", [], |row| row.get(0))
+            .map_err(|e| self.err(e))
+    }
+
     /// The ids of every stored document.
     pub fn doc_ids(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self

@@ -39,7 +39,11 @@ fn edited(edit: impl FnOnce(&mut CommunityDoc)) -> (CommunityDoc, Vec<Change>) {
     (doc, changes)
 }
 
-fn check(writer: &Writer, doc_id: &str, edit: impl FnOnce(&mut CommunityDoc)) -> Result<(), String> {
+fn check(
+    writer: &Writer,
+    doc_id: &str,
+    edit: impl FnOnce(&mut CommunityDoc),
+) -> Result<(), String> {
     let (doc, changes) = edited(edit);
     assert!(!changes.is_empty(), "the edit must make a change");
     authorize(writer, doc_id, doc.automerge(), &changes).map_err(|d| d.to_string())
@@ -61,7 +65,9 @@ fn review(doc: &mut CommunityDoc) {
     doc.set_review("t-0001", &review, &stamp()).unwrap();
 }
 
-fn raw(f: impl FnOnce(&mut automerge::transaction::Transaction<'_>, &automerge::ObjId)) -> impl FnOnce(&mut CommunityDoc) {
+fn raw(
+    f: impl FnOnce(&mut automerge::transaction::Transaction<'_>, &automerge::ObjId),
+) -> impl FnOnce(&mut CommunityDoc) {
     move |doc| {
         let raw = doc.automerge_mut();
         let tasks = raw.get(ROOT, "tasks").unwrap().unwrap().1;
@@ -123,11 +129,19 @@ fn nobody_writes_the_district_document_through_sync() {
 #[test]
 fn a_device_may_not_delete_tasks_or_touch_root_fields() {
     assert_eq!(
-        check(&device("fuhou"), "community/fuhou", raw(|tx, tasks| tx.delete(tasks, "t-0001").unwrap())),
+        check(
+            &device("fuhou"),
+            "community/fuhou",
+            raw(|tx, tasks| tx.delete(tasks, "t-0001").unwrap())
+        ),
         Err("device d1 of community fuhou may not delete tasks/t-0001".into())
     );
     assert_eq!(
-        check(&device("fuhou"), "community/fuhou", raw(|tx, _| tx.put(ROOT, "community_id", "yuyuan").unwrap())),
+        check(
+            &device("fuhou"),
+            "community/fuhou",
+            raw(|tx, _| tx.put(ROOT, "community_id", "yuyuan").unwrap())
+        ),
         Err("device d1 of community fuhou may not write community_id".into())
     );
 }

@@ -1,0 +1,110 @@
+//! The hub's configuration: one TOML file (`hub.toml` in the data directory, or
+//! `--config FILE`); every field has a development default, so the hub runs with no
+//! file at all. A documented example is `deploy/hub.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the hub needs; relative paths are relative to the data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Address the gRPC sync service listens on.
+    pub listen: SocketAddr,
+    /// Names the hub's certificate is valid for (`pki init`): DNS names and IP
+    /// addresses nodes use to reach the hub.
+    pub hub_names: Vec<String>,
+    /// The district registry file; empty means the shipped sample.
+    pub registry: PathBuf,
+    /// The standard file; empty means the shipped sample.
+    pub standard: PathBuf,
+    /// The PKI folder (CA, hub certificate, revocation list).
+    pub pki_dir: PathBuf,
+    /// A community whose last successful sync is older than this is marked stale.
+    pub stale_after_hours: u32,
+    /// Limits that protect the hub.
+    pub limits: Limits,
+}
+
+/// Limits on what one node may cost the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The largest sync message accepted, in bytes. One Automerge sync message can
+    /// carry a whole compressed document (on a first sync), so this is also the
+    /// largest document the hub accepts. Larger is refused with RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
+    /// A session with no frame from the node for this long is closed. Connected nodes
+    /// send a heartbeat well within it.
+    pub idle_timeout_seconds: u64,
+    /// How many sync sessions may run at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_sessions: usize,
+    /// How long a TLS handshake may take.
+    pub handshake_timeout_seconds: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            hub_names: vec!["localhost".into(), "127.0.0.1".into()],
+            registry: PathBuf::new(),
+            standard: PathBuf::new(),
+            pki_dir: PathBuf::from("pki"),
+            stale_after_hours: 24,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 * 1024 * 1024,
+            idle_timeout_seconds: 300,
+            max_sessions: 512,
+            handshake_timeout_seconds: 10,
+        }
+    }
+}
+
+/// The configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not readable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a valid configuration.
+    #[error("{path} is not a valid hub configuration: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+impl HubConfig {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|err| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: err.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// A path from the configuration, resolved against the data directory.
+    pub fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { data_dir.join(path) }
+    }
+}

@@ -1,0 +1,328 @@
+//! Starting and stopping the hub: `spawn(config) -> HubHandle`, `handle.shutdown()`.
+//!
+//! TLS is accepted here, not by tonic, so the hub can enforce the district's
+//! revocation list at the handshake (tonic has no CRL support): a rustls
+//! `WebPkiClientVerifier` with the CA and the CRL, rebuilt when `crl.pem` changes, so a
+//! revocation takes effect for the next connection without a restart. The verified
+//! streams go to tonic's `serve_with_incoming`, which still exposes the peer's
+//! certificates to the service.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use fivestar_core::registry::SAMPLE_REGISTRY_TOML;
+use fivestar_core::standard::SAMPLE_STANDARD_TOML;
+use fivestar_proto::v1::sync_server::SyncServer;
+use fivestar_store::StoreThread;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::config::HubConfig;
+use crate::pki::Pki;
+use crate::service::SyncService;
+use crate::session::Shared;
+use crate::store::{HubOpenError, HubStore};
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "hub.db";
+
+/// Why the hub could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The PKI files are missing.
+    #[error("no certificates in {dir}: run `fivestar-hub pki init` first")]
+    NoPki {
+        /// The PKI folder.
+        dir: PathBuf,
+    },
+    /// A certificate, key or CRL file is unusable.
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] HubOpenError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+    /// A thread could not be started.
+    #[error("cannot start the store thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running hub.
+#[derive(Debug)]
+pub struct HubHandle {
+    /// The address it listens on (useful when the configuration said port 0).
+    pub addr: SocketAddr,
+    /// The hub's store, for in-process callers (tests, the simulation).
+    pub store: StoreThread<HubStore>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), ServeError>>,
+}
+
+impl HubHandle {
+    /// Stops accepting, ends every session, and waits for the server to stop.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        match self.server.await {
+            Ok(result) => result,
+            Err(err) => Err(ServeError::Tls(format!("the server task failed: {err}"))),
+        }
+    }
+
+    /// Waits until the server stops on its own (it only does on an error).
+    pub async fn wait(&mut self) -> Result<(), ServeError> {
+        match (&mut self.server).await {
+            Ok(result) => result,
+            Err(err) => Err(ServeError::Tls(format!("the server task failed: {err}"))),
+        }
+    }
+}
+
+/// Installs the process-wide rustls crypto provider (ring) once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Reads the standard and registry texts the configuration names (or the samples).
+pub fn standard_and_registry(
+    config: &HubConfig,
+    data_dir: &Path,
+) -> Result<(String, String), ServeError> {
+    let read = |path: &Path, sample: &str| -> Result<String, ServeError> {
+        if path.as_os_str().is_empty() {
+            return Ok(sample.to_string());
+        }
+        let path = HubConfig::resolve(data_dir, path);
+        std::fs::read_to_string(&path).map_err(|source| ServeError::Read { path, source })
+    };
+    Ok((
+        read(&config.standard, SAMPLE_STANDARD_TOML)?,
+        read(&config.registry, SAMPLE_REGISTRY_TOML)?,
+    ))
+}
+
+/// Starts the hub: opens its store, binds its address, and serves until shut down.
+pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, ServeError> {
+    install_crypto_provider();
+    std::fs::create_dir_all(data_dir)
+        .map_err(|source| ServeError::Read { path: data_dir.to_path_buf(), source })?;
+    let pki = Pki::new(&HubConfig::resolve(data_dir, &config.pki_dir));
+    let tls = TlsReloader::new(pki)?;
+    let (standard, registry) = standard_and_registry(&config, data_dir)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let store = HubStore::open(&data_dir.join(DATABASE_FILE), &standard, &registry, now)?;
+    let store = StoreThread::spawn("hub-store", store).map_err(ServeError::Thread)?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let addr =
+        listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (changes, _) = broadcast::channel(1024);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        changes: changes.clone(),
+        limits: config.limits.clone(),
+        sessions: Arc::new(Semaphore::new(config.limits.max_sessions)),
+        shutdown: shutdown_rx.clone(),
+    });
+
+    tokio::spawn(watch_store(store.clone(), changes, shutdown_rx.clone()));
+    let (conns, incoming) = mpsc::channel(64);
+    let handshake = Duration::from_secs(config.limits.handshake_timeout_seconds);
+    tokio::spawn(accept(listener, tls, handshake, conns, shutdown_rx.clone()));
+
+    let limit = config.limits.max_message_bytes.saturating_mul(2).max(1024 * 1024);
+    let service = SyncServer::new(SyncService::new(shared))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let mut stop = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(service)
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            })
+            .await
+            .map_err(ServeError::from)
+    });
+    tracing::info!(%addr, data_dir = %data_dir.display(), "hub listening");
+    Ok(HubHandle { addr, store, shutdown, server })
+}
+
+type Conn = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>;
+
+async fn accept(
+    listener: TcpListener,
+    tls: TlsReloader,
+    handshake: Duration,
+    conns: mpsc::Sender<Conn>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        };
+        let acceptor = match tls.current() {
+            Ok(acceptor) => acceptor,
+            Err(err) => {
+                tracing::error!(error = %err, "TLS configuration unusable; refusing connection");
+                continue;
+            }
+        };
+        let conns = conns.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = conns.send(Ok(stream)).await;
+                }
+                Ok(Err(err)) => tracing::warn!(%peer, error = %err, "TLS handshake refused"),
+                Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// Publishes the ids of documents written by anyone (sessions, `review`, other
+/// processes) so sessions can push them.
+async fn watch_store(
+    store: StoreThread<HubStore>,
+    changes: broadcast::Sender<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut seq = match store.call(|s| s.docs().latest_seq()).await {
+        Ok(Ok(seq)) => seq,
+        _ => return,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        let since = seq;
+        match store.call(move |s| s.docs().changed_since(since)).await {
+            Ok(Ok((ids, newest))) => {
+                seq = newest;
+                for id in ids {
+                    let _ = changes.send(id);
+                }
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "cannot watch the store"),
+            Err(_) => return,
+        }
+    }
+}
+
+/// The TLS acceptor, rebuilt when the revocation list file changes.
+#[derive(Debug, Clone)]
+struct TlsReloader {
+    pki: Pki,
+    current: Arc<Mutex<(Option<SystemTime>, Arc<ServerConfig>)>>,
+}
+
+impl TlsReloader {
+    fn new(pki: Pki) -> Result<TlsReloader, ServeError> {
+        if !pki.ca_cert().exists() || !pki.hub_cert().exists() {
+            return Err(ServeError::NoPki {
+                dir: pki.crl().parent().map(Path::to_path_buf).unwrap_or_default(),
+            });
+        }
+        let stamp = modified(&pki.crl());
+        let acceptor = build_acceptor(&pki)?;
+        Ok(TlsReloader { pki, current: Arc::new(Mutex::new((stamp, acceptor))) })
+    }
+
+    fn current(&self) -> Result<TlsAcceptor, ServeError> {
+        let stamp = modified(&self.pki.crl());
+        let mut current =
+            self.current.lock().map_err(|_| ServeError::Tls("lock poisoned".into()))?;
+        if stamp != current.0 {
+            let acceptor = build_acceptor(&self.pki)?;
+            tracing::info!("revocation list changed; TLS configuration reloaded");
+            *current = (stamp, acceptor);
+        }
+        Ok(TlsAcceptor::from(current.1.clone()))
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn build_acceptor(pki: &Pki) -> Result<Arc<ServerConfig>, ServeError> {
+    let tls = |what: &str, path: &Path, err: &dyn std::fmt::Display| {
+        ServeError::Tls(format!("{what} {}: {err}", path.display()))
+    };
+    let ca: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.ca_cert())
+        .and_then(|certs| certs.collect())
+        .map_err(|e| tls("cannot read the CA certificate", &pki.ca_cert(), &e))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.hub_cert())
+        .and_then(|certs| certs.collect())
+        .map_err(|e| tls("cannot read the hub certificate", &pki.hub_cert(), &e))?;
+    let key = PrivateKeyDer::from_pem_file(pki.hub_key())
+        .map_err(|e| tls("cannot read the hub key", &pki.hub_key(), &e))?;
+    let crls: Vec<CertificateRevocationListDer<'static>> = if pki.crl().exists() {
+        CertificateRevocationListDer::pem_file_iter(pki.crl())
+            .and_then(|crls| crls.collect())
+            .map_err(|e| tls("cannot read the revocation list", &pki.crl(), &e))?
+    } else {
+        Vec::new()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ca {
+        roots.add(cert).map_err(|e| tls("bad CA certificate", &pki.ca_cert(), &e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(crls)
+        .only_check_end_entity_revocation()
+        .build()
+        .map_err(|e| ServeError::Tls(format!("client verifier: {e}")))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| ServeError::Tls(format!("hub certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}

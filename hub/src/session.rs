@@ -1,0 +1,464 @@
+//! One sync session with one device, in domain terms (the wire is `service`'s).
+//!
+//! # Protocol (fivestar.v1)
+//!
+//! 1. The node sends `Hello`; the hub answers `Welcome` with the documents this
+//!    writer may sync: its community's document (read-write) and the district
+//!    document (read only); a reviewer gets every community's document.
+//! 2. The sides take **turns**. A turn is zero or more sync messages followed by
+//!    `Idle`. On the node's `Idle`, the hub (having stored and acknowledged
+//!    everything the node sent) takes its turn: a message for each document that has
+//!    something to say, an `Ack` with the heads it has durably stored, then `Idle`.
+//! 3. The node takes another turn while either side still had something to say;
+//!    when a hub turn carries no message and the node has nothing to send, they agree.
+//! 4. While the node stays connected, a change stored by anyone else (a review, another
+//!    device of the community) makes the hub take a turn unasked: pushes.
+//!
+//! Every message is checked before anything is applied (see `store::HubStore::receive`);
+//! a refusal ends the session with a status naming the rule, and the device's status
+//! records it. Sync states are persisted per peer and document when the session ends,
+//! so a reconnect sends only what is missing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use automerge::ChangeHash;
+use automerge::sync::{Message, State};
+use fivestar_core::Writer;
+use fivestar_store::{StoreError, StoreThread};
+use futures::{Stream, StreamExt};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+
+use crate::config::Limits;
+use crate::store::{DISTRICT_DOC, HubStore, PeerHello, Refusal, community_doc_id, peer_name};
+
+/// A frame from the node, decoded from the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// The first frame.
+    Hello(PeerHello),
+    /// An Automerge sync message for a document.
+    Sync {
+        /// The document.
+        doc_id: String,
+        /// The encoded message.
+        message: Vec<u8>,
+    },
+    /// The end of the node's turn, with its number.
+    Idle(u64),
+}
+
+/// A frame to the node, before encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// The answer to `Hello`.
+    Welcome {
+        /// The hub's clock, Unix milliseconds.
+        hub_time_ms: i64,
+        /// What the writer may sync.
+        grants: Vec<Grant>,
+    },
+    /// An Automerge sync message for a document.
+    Sync {
+        /// The document.
+        doc_id: String,
+        /// The encoded message.
+        message: Vec<u8>,
+    },
+    /// The hub has durably stored a document at these heads.
+    Ack {
+        /// The document.
+        doc_id: String,
+        /// Its heads.
+        heads: Vec<ChangeHash>,
+    },
+    /// The end of the hub's turn: the node turn it answers, or 0 for a push.
+    Idle(u64),
+}
+
+/// A document a writer may sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The document.
+    pub doc_id: String,
+    /// Whether the writer may write it at all (the policy decides which fields).
+    pub write: bool,
+}
+
+/// Why a session ended early. Each maps to one gRPC status code in `service`.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The first frame was not `Hello`.
+    #[error("the session must start with Hello")]
+    NoHello,
+    /// The device's community is not in the registry.
+    #[error("community {0:?} is not in the district registry")]
+    NotInRegistry(String),
+    /// A document outside the writer's grants.
+    #[error("{writer} may not sync {doc_id}")]
+    Ungranted {
+        /// Who.
+        writer: String,
+        /// Which document.
+        doc_id: String,
+    },
+    /// A change was refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The bytes are not an Automerge sync message.
+    #[error("the sync message for {doc_id} cannot be decoded: {detail}")]
+    Undecodable {
+        /// The document.
+        doc_id: String,
+        /// The decoder's message.
+        detail: String,
+    },
+    /// A message over the size limit.
+    #[error(
+        "the sync message for {doc_id} is {size} bytes; the hub accepts at most {limit} (raise limits.max_message_bytes if documents really are this large)"
+    )]
+    TooLarge {
+        /// The document.
+        doc_id: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No frame for too long.
+    #[error("no frame from the node for {0} s; closing the idle session")]
+    IdleTimeout(u64),
+    /// Too many sessions at once.
+    #[error("the hub is serving its maximum of {0} sessions; try again shortly")]
+    Busy(usize),
+    /// The hub is stopping.
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+    /// The hub's store failed.
+    #[error("the hub could not store the data: {0}")]
+    Store(#[from] StoreError),
+    /// A frame that makes no sense here.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl SessionError {
+    /// A short class name for status tables and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SessionError::NoHello | SessionError::Protocol(_) => "protocol",
+            SessionError::NotInRegistry(_) => "unknown_community",
+            SessionError::Ungranted { .. } | SessionError::Refused(Refusal::Denied(_)) => "denied",
+            SessionError::Refused(Refusal::Invalid { .. }) => "invalid",
+            SessionError::Refused(Refusal::Malformed { .. }) | SessionError::Undecodable { .. } => {
+                "malformed"
+            }
+            SessionError::TooLarge { .. } => "too_large",
+            SessionError::IdleTimeout(_) => "idle",
+            SessionError::Busy(_) => "busy",
+            SessionError::ShuttingDown => "shutdown",
+            SessionError::Store(_) | SessionError::Refused(Refusal::Store(_)) => "store",
+        }
+    }
+}
+
+/// What every session shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The hub's store, on its thread.
+    pub store: StoreThread<HubStore>,
+    /// Document ids written (by a session or by another process such as `review`),
+    /// published by the store watcher; sessions push them to their nodes.
+    pub changes: broadcast::Sender<String>,
+    /// The limits in force.
+    pub limits: Limits,
+    /// One permit per running session.
+    pub sessions: Arc<Semaphore>,
+    /// Becomes true when the hub stops.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs one session until the node leaves, an error ends it, or the hub stops.
+pub async fn run(
+    shared: Arc<Shared>,
+    writer: Writer,
+    mut inbound: impl Stream<Item = Result<Inbound, SessionError>> + Unpin,
+    out: mpsc::Sender<Result<Outbound, SessionError>>,
+) {
+    let _permit = match shared.sessions.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            let _ = out.send(Err(SessionError::Busy(shared.limits.max_sessions))).await;
+            return;
+        }
+    };
+    let mut session = Session {
+        shared: shared.clone(),
+        writer: writer.clone(),
+        out,
+        grants: Vec::new(),
+        states: BTreeMap::new(),
+        bytes_in: 0,
+        bytes_out: 0,
+        changes_in: 0,
+    };
+    let span = tracing::info_span!("sync_session", peer = %peer_name(&writer));
+    tracing::Instrument::instrument(
+        async move {
+            let result = session.run(&mut inbound).await;
+            session.finish(result).await;
+        },
+        span,
+    )
+    .await;
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    writer: Writer,
+    out: mpsc::Sender<Result<Outbound, SessionError>>,
+    grants: Vec<Grant>,
+    states: BTreeMap<String, State>,
+    bytes_in: u64,
+    bytes_out: u64,
+    changes_in: u64,
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        inbound: &mut (impl Stream<Item = Result<Inbound, SessionError>> + Unpin),
+    ) -> Result<(), SessionError> {
+        let idle = Duration::from_secs(self.shared.limits.idle_timeout_seconds);
+        let hello = match tokio::time::timeout(idle, inbound.next()).await {
+            Ok(Some(Ok(Inbound::Hello(hello)))) => hello,
+            Ok(Some(Err(err))) => return Err(err),
+            Ok(None) => return Ok(()),
+            Ok(Some(Ok(_))) => return Err(SessionError::NoHello),
+            Err(_) => return Err(SessionError::IdleTimeout(idle.as_secs())),
+        };
+        self.welcome(hello).await?;
+        let mut changes = self.shared.changes.subscribe();
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                frame = tokio::time::timeout(idle, inbound.next()) => match frame {
+                    Err(_) => return Err(SessionError::IdleTimeout(idle.as_secs())),
+                    Ok(None) => return Ok(()),
+                    Ok(Some(Err(err))) => return Err(err),
+                    Ok(Some(Ok(Inbound::Hello(_)))) => {
+                        return Err(SessionError::Protocol("Hello sent twice".into()));
+                    }
+                    Ok(Some(Ok(Inbound::Sync { doc_id, message }))) => {
+                        self.receive(doc_id, message).await?;
+                    }
+                    Ok(Some(Ok(Inbound::Idle(turn)))) => {
+                        let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
+                        self.turn(&docs, Some(turn)).await?;
+                        self.record(true).await?;
+                    }
+                },
+                changed = changes.recv() => match changed {
+                    Ok(doc_id) => {
+                        if self.grants.iter().any(|g| g.doc_id == doc_id) {
+                            self.turn(&[doc_id], None).await?;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
+                        self.turn(&docs, None).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Err(SessionError::ShuttingDown),
+                },
+                _ = shutdown.changed() => return Err(SessionError::ShuttingDown),
+            }
+        }
+    }
+
+    async fn welcome(&mut self, hello: PeerHello) -> Result<(), SessionError> {
+        let writer = self.writer.clone();
+        let now = now_ms();
+        let grants = self
+            .shared
+            .store
+            .call(move |store| -> Result<Vec<Grant>, SessionError> {
+                let mut grants = Vec::new();
+                match &writer {
+                    Writer::Device { community, .. } => {
+                        if store.registry().community(community).is_none() {
+                            return Err(SessionError::NotInRegistry(community.clone()));
+                        }
+                        store.ensure_community(community, now)?;
+                        grants.push(Grant { doc_id: community_doc_id(community), write: true });
+                    }
+                    Writer::Reviewer { .. } => {
+                        let ids: Vec<String> =
+                            store.registry().communities.iter().map(|c| c.id.clone()).collect();
+                        for id in ids {
+                            store.ensure_community(&id, now)?;
+                            grants.push(Grant { doc_id: community_doc_id(&id), write: true });
+                        }
+                    }
+                }
+                grants.push(Grant { doc_id: DISTRICT_DOC.to_string(), write: false });
+                store.peer_connected(&writer, &hello, now)?;
+                Ok(grants)
+            })
+            .await??;
+        let peer = peer_name(&self.writer);
+        let ids: Vec<String> = grants.iter().map(|g| g.doc_id.clone()).collect();
+        self.states = self
+            .shared
+            .store
+            .call(move |store| -> Result<BTreeMap<String, State>, StoreError> {
+                ids.into_iter().map(|id| Ok((id.clone(), store.sync_state(&peer, &id)?))).collect()
+            })
+            .await??;
+        self.grants = grants.clone();
+        tracing::info!(documents = grants.len(), "session started");
+        self.send(Outbound::Welcome { hub_time_ms: now_ms(), grants }).await
+    }
+
+    async fn receive(&mut self, doc_id: String, message: Vec<u8>) -> Result<(), SessionError> {
+        let limit = self.shared.limits.max_message_bytes;
+        if message.len() > limit {
+            return Err(SessionError::TooLarge { doc_id, size: message.len(), limit });
+        }
+        if !self.grants.iter().any(|g| g.doc_id == doc_id) {
+            return Err(SessionError::Ungranted { writer: self.writer.to_string(), doc_id });
+        }
+        self.bytes_in += message.len() as u64;
+        let decoded = Message::decode(&message).map_err(|e| SessionError::Undecodable {
+            doc_id: doc_id.clone(),
+            detail: e.to_string(),
+        })?;
+        let mut state = self.states.remove(&doc_id).unwrap_or_default();
+        let writer = self.writer.clone();
+        let id = doc_id.clone();
+        let (state, received) = self
+            .shared
+            .store
+            .call(move |store| {
+                let received = store.receive(&writer, &id, &mut state, decoded, now_ms());
+                (state, received)
+            })
+            .await?;
+        self.states.insert(doc_id.clone(), state);
+        let received = received?;
+        if received.changes > 0 {
+            self.changes_in += received.changes as u64;
+            tracing::info!(doc = %doc_id, changes = received.changes, "stored changes");
+            // Other sessions learn of it from the store watcher, like any other write.
+        }
+        self.send(Outbound::Ack { doc_id, heads: received.heads }).await
+    }
+
+    /// The hub's turn: what it has to say about `docs`, then Idle. A reply to node
+    /// turn `answering` also acknowledges the stored heads of every document.
+    async fn turn(&mut self, docs: &[String], answering: Option<u64>) -> Result<(), SessionError> {
+        let acks = answering.is_some();
+        let mut states: Vec<(String, State)> =
+            docs.iter().map(|d| (d.clone(), self.states.remove(d).unwrap_or_default())).collect();
+        let (states, messages, heads) = self
+            .shared
+            .store
+            .call(move |store| -> Result<_, StoreError> {
+                let mut messages = Vec::new();
+                let mut heads = Vec::new();
+                for (doc_id, state) in states.iter_mut() {
+                    if let Some(message) = store.generate(doc_id, state)? {
+                        messages.push((doc_id.clone(), message.encode()));
+                    }
+                    if acks {
+                        heads.push((doc_id.clone(), store.heads(doc_id)?));
+                    }
+                }
+                Ok((states, messages, heads))
+            })
+            .await??;
+        self.states.extend(states);
+        for (doc_id, message) in messages {
+            self.bytes_out += message.len() as u64;
+            self.send(Outbound::Sync { doc_id, message }).await?;
+        }
+        for (doc_id, heads) in heads {
+            self.send(Outbound::Ack { doc_id, heads }).await?;
+        }
+        self.send(Outbound::Idle(answering.unwrap_or(0))).await
+    }
+
+    async fn record(&mut self, success: bool) -> Result<(), SessionError> {
+        let writer = self.writer.clone();
+        let (bytes_in, bytes_out, changes) = (self.bytes_in, self.bytes_out, self.changes_in);
+        (self.bytes_in, self.bytes_out, self.changes_in) = (0, 0, 0);
+        self.shared
+            .store
+            .call(move |store| {
+                store.peer_traffic(&writer, bytes_in, bytes_out, changes, success, now_ms())
+            })
+            .await??;
+        Ok(())
+    }
+
+    async fn send(&mut self, frame: Outbound) -> Result<(), SessionError> {
+        self.out
+            .send(Ok(frame))
+            .await
+            .map_err(|_| SessionError::Protocol("the node went away".into()))
+    }
+
+    /// Persists sync states and counters, and records an error if the session failed.
+    async fn finish(mut self, result: Result<(), SessionError>) {
+        let peer = peer_name(&self.writer);
+        let states = std::mem::take(&mut self.states);
+        let saved = self
+            .shared
+            .store
+            .call(move |store| -> Result<(), StoreError> {
+                for (doc_id, state) in &states {
+                    store.set_sync_state(&peer, doc_id, state)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(err) | Ok(Err(err)) = saved {
+            tracing::warn!(error = %err, "sync states not saved");
+        }
+        let _ = self.record(false).await;
+        match result {
+            Ok(()) => tracing::info!("session ended"),
+            Err(err) => {
+                tracing::warn!(error = %err, class = err.class(), "session refused");
+                let (community, name) = match &self.writer {
+                    Writer::Device { community, device } => {
+                        (Some(community.clone()), device.clone())
+                    }
+                    Writer::Reviewer { name } => (None, name.clone()),
+                };
+                let peer = peer_name(&self.writer);
+                let class = err.class().to_string();
+                let message = err.to_string();
+                let _ = self
+                    .shared
+                    .store
+                    .call(move |store| {
+                        store.peer_error(
+                            &peer,
+                            community.as_deref(),
+                            &name,
+                            &class,
+                            &message,
+                            now_ms(),
+                        )
+                    })
+                    .await;
+                let _ = self.out.send(Err(err)).await;
+            }
+        }
+    }
+}

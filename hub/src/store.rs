@@ -1,0 +1,457 @@
+//! The hub's store: every community's document, the district document, and what the
+//! hub knows of each device. Same design as the node's (`fivestar-store`): snapshot +
+//! chunks, WAL with `synchronous = FULL`, writes under SQLite's write lock.
+//!
+//! Every incoming change passes three gates before it is stored, all on a copy of the
+//! document: it must decode, the writer must be allowed to make it
+//! ([`fivestar_core::authorize`]), and the document must stay valid
+//! ([`fivestar_core::document::validate`]). If any gate refuses, nothing is stored.
+
+use std::path::Path;
+
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{ActorId, ChangeHash};
+use fivestar_core::document::validate;
+use fivestar_core::{
+    CommunityDoc, Denied, EditError, Kind, Problem, Registry, Review, Stamp, Standard, Writer,
+    authorize, district,
+};
+use fivestar_store::rusqlite::{OptionalExtension, params};
+use fivestar_store::{DocStore, Schema, StoreError};
+
+/// The hub's own tables, after the store's.
+const HUB_MIGRATIONS: &[&str] = &[
+    // 1: what the hub knows of each device (or reviewer) that connects.
+    "CREATE TABLE peers (
+         peer TEXT PRIMARY KEY,
+         community TEXT,
+         name TEXT NOT NULL,
+         first_seen_ms INTEGER NOT NULL,
+         last_seen_ms INTEGER NOT NULL,
+         last_success_ms INTEGER,
+         last_error_ms INTEGER,
+         last_error_class TEXT,
+         last_error_message TEXT,
+         sessions INTEGER NOT NULL DEFAULT 0,
+         bytes_in INTEGER NOT NULL DEFAULT 0,
+         bytes_out INTEGER NOT NULL DEFAULT 0,
+         changes_received INTEGER NOT NULL DEFAULT 0,
+         node_version TEXT,
+         unacked_changes INTEGER,
+         oldest_unacked_age_seconds INTEGER,
+         clock_skew_ms INTEGER
+     ) STRICT;",
+];
+
+/// The hub's database schema.
+pub const SCHEMA: Schema =
+    Schema { kind: "fivestar hub", component: "hub", migrations: HUB_MIGRATIONS };
+
+/// The district document's id.
+pub const DISTRICT_DOC: &str = "district";
+
+/// The document id of a community.
+pub fn community_doc_id(community: &str) -> String {
+    format!("community/{community}")
+}
+
+/// The name the hub keeps a writer's sync states and status under.
+pub fn peer_name(writer: &Writer) -> String {
+    match writer {
+        Writer::Device { community, device } => format!("{community}/{device}"),
+        Writer::Reviewer { name } => format!("reviewer/{name}"),
+    }
+}
+
+/// Why an incoming sync message was refused. Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The writer may not make this change.
+    #[error("{0}")]
+    Denied(#[from] Denied),
+    /// The change would leave the document invalid.
+    #[error("the change to {doc_id} would break the document: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// The document.
+        doc_id: String,
+        /// What would be wrong.
+        problems: Vec<Problem>,
+    },
+    /// The message does not fit the document (Automerge refused it).
+    #[error("the sync message for {doc_id} cannot be applied: {detail}")]
+    Malformed {
+        /// The document.
+        doc_id: String,
+        /// Automerge's message.
+        detail: String,
+    },
+    /// The hub could not store it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a received message brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// How many new changes were stored.
+    pub changes: usize,
+    /// The document's heads, durably stored.
+    pub heads: Vec<ChangeHash>,
+}
+
+/// Why a review was not recorded. Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The community is not in the registry.
+    #[error("community {0:?} is not in the district registry")]
+    UnknownCommunity(String),
+    /// The community has never synced: the hub has no such task.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    /// The policy refused it (a bug if it happens: reviews write only review fields).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The hub could not store it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a node said about itself at the start of a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerHello {
+    /// Its software version.
+    pub version: String,
+    /// How many local changes the hub has not acknowledged.
+    pub unacked_changes: u64,
+    /// The age of the oldest, seconds.
+    pub oldest_unacked_age_seconds: u64,
+    /// Its clock, Unix milliseconds.
+    pub clock_ms: i64,
+}
+
+/// The one owner of the hub's database.
+#[derive(Debug)]
+pub struct HubStore {
+    docs: DocStore,
+    actor: ActorId,
+    registry: Registry,
+    standard: Standard,
+}
+
+impl HubStore {
+    /// Opens (or creates) the hub's database and publishes the standard and registry
+    /// in the district document if they changed.
+    pub fn open(
+        path: &Path,
+        standard_toml: &str,
+        registry_toml: &str,
+        now_ms: i64,
+    ) -> Result<HubStore, HubOpenError> {
+        let standard = Standard::from_toml(standard_toml)?;
+        let registry = Registry::from_toml(registry_toml)?;
+        let mut docs = if path.exists() {
+            DocStore::open(path, &SCHEMA)?
+        } else {
+            DocStore::create(path, &SCHEMA)?
+        };
+        let actor = match docs.meta("actor")?.and_then(|hex| hex.parse::<ActorId>().ok()) {
+            Some(actor) => actor,
+            None => {
+                let actor = ActorId::random();
+                docs.set_meta("actor", &actor.to_hex_string())?;
+                actor
+            }
+        };
+        let mut district = docs.read(DISTRICT_DOC)?.unwrap_or_default();
+        district.set_actor(actor.clone());
+        let before = district.get_heads();
+        if district::publish(&mut district, standard_toml, registry_toml, now_ms / 1000)
+            .map_err(|e| HubOpenError::District(e.to_string()))?
+        {
+            docs.write(|t| t.save(DISTRICT_DOC, &before, &district, now_ms))??;
+        }
+        Ok(HubStore { docs, actor, registry, standard })
+    }
+
+    /// The registry in force.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The standard in force.
+    pub fn standard(&self) -> &Standard {
+        &self.standard
+    }
+
+    /// The underlying document store.
+    pub fn docs(&mut self) -> &mut DocStore {
+        &mut self.docs
+    }
+
+    /// Creates a community's document (its deterministic genesis) if the hub has none.
+    pub fn ensure_community(&mut self, community: &str, now_ms: i64) -> Result<(), StoreError> {
+        let doc_id = community_doc_id(community);
+        if self.docs.read(&doc_id)?.is_none() {
+            let doc = CommunityDoc::new(community, self.actor.clone());
+            self.docs.write(|t| t.save(&doc_id, &[], doc.automerge(), now_ms))??;
+        }
+        Ok(())
+    }
+
+    /// A community's document, if the hub has it.
+    pub fn community(&mut self, community: &str) -> Result<Option<CommunityDoc>, StoreError> {
+        Ok(self
+            .docs
+            .read(&community_doc_id(community))?
+            .map(|doc| CommunityDoc::from_automerge(community, doc, self.actor.clone())))
+    }
+
+    /// The current heads of a document (empty when absent).
+    pub fn heads(&mut self, doc_id: &str) -> Result<Vec<ChangeHash>, StoreError> {
+        Ok(self.docs.read(doc_id)?.map(|d| d.get_heads()).unwrap_or_default())
+    }
+
+    /// The next sync message for a peer, if there is anything to say.
+    pub fn generate(
+        &mut self,
+        doc_id: &str,
+        state: &mut State,
+    ) -> Result<Option<Message>, StoreError> {
+        let doc = self.docs.read(doc_id)?.unwrap_or_default();
+        Ok(doc.generate_sync_message(state))
+    }
+
+    /// Applies a sync message from `writer` after checking it; stores it durably.
+    /// On refusal, neither the document nor `state` changes.
+    pub fn receive(
+        &mut self,
+        writer: &Writer,
+        doc_id: &str,
+        state: &mut State,
+        message: Message,
+        now_ms: i64,
+    ) -> Result<Received, Refusal> {
+        let kind = self.kind_of(doc_id);
+        let standard = self.standard.clone();
+        self.docs.write(|txn| -> Result<Received, Refusal> {
+            let current = txn.load(doc_id)?.unwrap_or_default();
+            let before = current.get_heads();
+            let mut candidate = current.clone();
+            let mut next_state = state.clone();
+            candidate.receive_sync_message(&mut next_state, message).map_err(|e| {
+                Refusal::Malformed { doc_id: doc_id.to_string(), detail: e.to_string() }
+            })?;
+            let new = candidate.get_changes(&before);
+            if !new.is_empty() {
+                authorize(writer, doc_id, &candidate, &new)?;
+                if let (Some(community), Some(kind)) = (doc_id.strip_prefix("community/"), kind) {
+                    let kind_standard = standard.kind(kind);
+                    let old = validate(&current, community, kind_standard);
+                    let problems: Vec<Problem> = validate(&candidate, community, kind_standard)
+                        .into_iter()
+                        .filter(|p| !old.contains(p))
+                        .collect();
+                    if !problems.is_empty() {
+                        return Err(Refusal::Invalid { doc_id: doc_id.to_string(), problems });
+                    }
+                }
+                txn.save(doc_id, &before, &candidate, now_ms)?;
+            }
+            *state = next_state;
+            Ok(Received { changes: new.len(), heads: candidate.get_heads() })
+        })?
+    }
+
+    /// Records a district review of a task, checked by the same policy as sync.
+    pub fn review(
+        &mut self,
+        community: &str,
+        task: &str,
+        review: &Review,
+        stamp: &Stamp,
+        reviewer: &Writer,
+    ) -> Result<(), ReviewError> {
+        if self.registry.community(community).is_none() {
+            return Err(ReviewError::UnknownCommunity(community.to_string()));
+        }
+        let doc_id = community_doc_id(community);
+        let actor = self.actor.clone();
+        self.docs.write(|txn| -> Result<(), ReviewError> {
+            let current = txn
+                .load(&doc_id)?
+                .unwrap_or_else(|| CommunityDoc::new(community, actor.clone()).automerge().clone());
+            let before = current.get_heads();
+            let mut doc = CommunityDoc::from_automerge(community, current, actor.clone());
+            doc.set_review(task, review, stamp)?;
+            let new = doc.automerge().get_changes(&before);
+            authorize(reviewer, &doc_id, doc.automerge(), &new)?;
+            txn.save(&doc_id, &before, doc.automerge(), stamp.at_ms)?;
+            Ok(())
+        })?
+    }
+
+    /// The persisted sync state with a peer for a document.
+    pub fn sync_state(&self, peer: &str, doc_id: &str) -> Result<State, StoreError> {
+        Ok(self
+            .docs
+            .sync_state(peer, doc_id)?
+            .and_then(|bytes| State::decode(&bytes).ok())
+            .unwrap_or_default())
+    }
+
+    /// Persists a sync state at the end of a session.
+    pub fn set_sync_state(
+        &self,
+        peer: &str,
+        doc_id: &str,
+        state: &State,
+    ) -> Result<(), StoreError> {
+        self.docs.set_sync_state(peer, doc_id, &state.encode())
+    }
+
+    /// Records the start of a session.
+    pub fn peer_connected(
+        &self,
+        writer: &Writer,
+        hello: &PeerHello,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (community, name) = match writer {
+            Writer::Device { community, device } => (Some(community.as_str()), device.as_str()),
+            Writer::Reviewer { name } => (None, name.as_str()),
+        };
+        self.docs
+            .conn()
+            .execute(
+                "INSERT INTO peers (peer, community, name, first_seen_ms, last_seen_ms, sessions,
+                                    node_version, unacked_changes, oldest_unacked_age_seconds, clock_skew_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (peer) DO UPDATE SET
+                     last_seen_ms = excluded.last_seen_ms,
+                     sessions = sessions + 1,
+                     node_version = excluded.node_version,
+                     unacked_changes = excluded.unacked_changes,
+                     oldest_unacked_age_seconds = excluded.oldest_unacked_age_seconds,
+                     clock_skew_ms = excluded.clock_skew_ms",
+                params![
+                    peer_name(writer),
+                    community,
+                    name,
+                    now_ms,
+                    hello.version,
+                    i64::try_from(hello.unacked_changes).unwrap_or(i64::MAX),
+                    i64::try_from(hello.oldest_unacked_age_seconds).unwrap_or(i64::MAX),
+                    hello.clock_ms - now_ms,
+                ],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
+    }
+
+    /// Adds traffic of a session to a peer's counters and marks it seen.
+    pub fn peer_traffic(
+        &self,
+        writer: &Writer,
+        bytes_in: u64,
+        bytes_out: u64,
+        changes: u64,
+        success: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.docs
+            .conn()
+            .execute(
+                "UPDATE peers SET last_seen_ms = ?2, bytes_in = bytes_in + ?3,
+                     bytes_out = bytes_out + ?4, changes_received = changes_received + ?5,
+                     last_success_ms = CASE WHEN ?6 THEN ?2 ELSE last_success_ms END
+                 WHERE peer = ?1",
+                params![
+                    peer_name(writer),
+                    now_ms,
+                    i64::try_from(bytes_in).unwrap_or(i64::MAX),
+                    i64::try_from(bytes_out).unwrap_or(i64::MAX),
+                    i64::try_from(changes).unwrap_or(i64::MAX),
+                    success,
+                ],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
+    }
+
+    /// Records why a peer's session failed.
+    pub fn peer_error(
+        &self,
+        peer: &str,
+        community: Option<&str>,
+        name: &str,
+        class: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.docs
+            .conn()
+            .execute(
+                "INSERT INTO peers (peer, community, name, first_seen_ms, last_seen_ms,
+                                    last_error_ms, last_error_class, last_error_message)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)
+                 ON CONFLICT (peer) DO UPDATE SET
+                     last_seen_ms = excluded.last_seen_ms,
+                     last_error_ms = excluded.last_error_ms,
+                     last_error_class = excluded.last_error_class,
+                     last_error_message = excluded.last_error_message",
+                params![peer, community, name, now_ms, class, message],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
+    }
+
+    /// The last successful sync of any device of a community, Unix milliseconds.
+    pub fn last_success(&self, community: &str) -> Result<Option<i64>, StoreError> {
+        self.docs
+            .conn()
+            .query_row(
+                "SELECT max(last_success_ms) FROM peers WHERE community = ?1",
+                [community],
+                |row| row.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.docs.err(e))
+    }
+
+    /// Last error of a peer, if any: (class, message).
+    pub fn peer_last_error(&self, peer: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.docs
+            .conn()
+            .query_row(
+                "SELECT last_error_class, last_error_message FROM peers
+                 WHERE peer = ?1 AND last_error_class IS NOT NULL",
+                [peer],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.docs.err(e))
+    }
+
+    fn kind_of(&self, doc_id: &str) -> Option<Kind> {
+        let community = doc_id.strip_prefix("community/")?;
+        self.registry.community(community).map(|c| c.kind)
+    }
+}
+
+/// Why the hub's store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum HubOpenError {
+    /// The standard is invalid.
+    #[error(transparent)]
+    Standard(#[from] fivestar_core::StandardError),
+    /// The registry is invalid.
+    #[error(transparent)]
+    Registry(#[from] fivestar_core::RegistryError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The district document could not be written.
+    #[error("the district document could not be updated: {0}")]
+    District(String),
+}

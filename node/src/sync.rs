@@ -1,0 +1,702 @@
+//! Sync with the hub: the node's gRPC client (the only node module that sees prost
+//! types), one round at a time (`fivestar-node sync`) or for as long as the node runs
+//! (`fivestar-node run`).
+//!
+//! A round: the node says Hello, the hub answers with the documents this device may
+//! sync, then the two take turns (see the hub's `session` module) until a hub turn
+//! carries no message and the node has nothing to send. Every change from the hub is
+//! stored durably before the next frame is read; every `Ack` is recorded, so `status`
+//! knows exactly which local changes are safe at the hub. Sync states are persisted at
+//! the end of a session, so the next one sends only what is missing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use automerge::ChangeHash;
+use automerge::sync::{Message, State, SyncDoc};
+use fivestar_proto::v1::{
+    self, HubFrame, NodeFrame, hub_frame, node_frame, sync_client::SyncClient,
+};
+use fivestar_store::StoreThread;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Streaming};
+
+use crate::config::{NodeConfig, SyncSettings};
+use crate::store::{HUB_PEER, Pending, Store, StoreError};
+
+/// Why a sync failed, in words for the clerk and the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A certificate file is missing or unreadable.
+    #[error("cannot read {what} {path}: {source}")]
+    Certificate {
+        /// Which file.
+        what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The hub address is not a URL.
+    #[error("the hub address {0:?} is not a valid https:// URL")]
+    BadAddress(String),
+    /// The hub refused this device's certificate at the TLS handshake.
+    #[error("the hub refused this device's certificate: {0}")]
+    CertificateRefused(String),
+    /// The hub cannot be reached.
+    #[error("cannot reach the hub at {hub}: {detail}")]
+    Unreachable {
+        /// The address.
+        hub: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The hub refused the session or a change, with a status naming the rule.
+    #[error("the hub refused the sync ({code:?}): {message}")]
+    Refused {
+        /// The gRPC status code.
+        code: Code,
+        /// The hub's message.
+        message: String,
+    },
+    /// The hub broke the protocol, or the session did not settle.
+    #[error("sync protocol error: {0}")]
+    Protocol(String),
+    /// The node's own store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<fivestar_store::StoreError> for SyncError {
+    fn from(err: fivestar_store::StoreError) -> Self {
+        SyncError::Store(StoreError::from(err))
+    }
+}
+
+/// What one round moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RoundReport {
+    /// Sync messages sent to the hub.
+    pub messages_sent: u64,
+    /// Their payload bytes.
+    pub bytes_sent: u64,
+    /// Sync messages received from the hub.
+    pub messages_received: u64,
+    /// Their payload bytes.
+    pub bytes_received: u64,
+    /// New changes received and stored.
+    pub changes_received: u64,
+    /// Local changes still not acknowledged after the round.
+    pub unacknowledged: usize,
+}
+
+impl std::fmt::Display for RoundReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} message(s) ({} bytes), received {} ({} bytes), {} new change(s) from the hub; {}",
+            self.messages_sent,
+            self.bytes_sent,
+            self.messages_received,
+            self.bytes_received,
+            self.changes_received,
+            if self.unacknowledged == 0 {
+                "every local change is at the hub".to_string()
+            } else {
+                format!("{} local change(s) not yet acknowledged", self.unacknowledged)
+            }
+        )
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Connects to the hub with the device's certificate.
+pub async fn connect(
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> Result<SyncClient<Channel>, SyncError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |what: &'static str, path: &Path| {
+        let path = NodeConfig::resolve(data_dir, path);
+        std::fs::read(&path).map_err(|source| SyncError::Certificate { what, path, source })
+    };
+    let ca = read("the district CA certificate", &config.tls.ca)?;
+    let cert = read("the device certificate", &config.tls.cert)?;
+    let key = read("the device key", &config.tls.key)?;
+    let endpoint = Endpoint::from_shared(config.hub.clone())
+        .map_err(|_| SyncError::BadAddress(config.hub.clone()))?;
+    let host = endpoint.uri().host().unwrap_or("localhost").trim_matches(['[', ']']).to_string();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name(host);
+    let settings = &config.sync;
+    let endpoint = endpoint
+        .tls_config(tls)
+        .map_err(|e| SyncError::Unreachable { hub: config.hub.clone(), detail: error_chain(&e) })?
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_seconds))
+        .http2_keep_alive_interval(Duration::from_secs(settings.keepalive_seconds))
+        .keep_alive_timeout(Duration::from_secs(settings.keepalive_seconds.max(2) / 2))
+        .keep_alive_while_idle(true);
+    let channel = endpoint.connect().await.map_err(|e| transport_error(&config.hub, &e))?;
+    let limit = settings.max_message_bytes.saturating_mul(2);
+    Ok(SyncClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit))
+}
+
+/// One session that runs one round and ends: `fivestar-node sync`.
+pub async fn sync_once(
+    store: &StoreThread<Store>,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> Result<RoundReport, SyncError> {
+    let attempt = store.call(|s| s.sync_started(now_ms())).await??;
+    let result = async {
+        let client = connect(config, data_dir).await?;
+        let mut session = Session::open(client, store.clone(), config).await?;
+        let result = session.round().await;
+        session.close().await;
+        result
+    }
+    .await;
+    finish(store, attempt, &result).await;
+    result
+}
+
+/// Keeps syncing until `shutdown` turns true: `fivestar-node run`.
+///
+/// Reconnects with exponential backoff and jitter after a failure; while connected,
+/// runs a round soon after each local edit (it watches the database, so edits made by
+/// `fivestar-node task ...` in another process count), on every push from the hub,
+/// and on a heartbeat that keeps the hub's idle timer and the link's keepalive fed.
+pub async fn run_daemon(
+    store: StoreThread<Store>,
+    config: NodeConfig,
+    data_dir: std::path::PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let settings = config.sync.clone();
+    let mut failures: u32 = 0;
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        let connected = run_connected(&store, &config, &data_dir, &mut shutdown).await;
+        match connected {
+            Ok(()) => return,
+            Err((err, settled)) => {
+                failures = if settled { 1 } else { failures.saturating_add(1) };
+                let delay = backoff(&settings, failures, rand::random::<f64>());
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "sync failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(&mut shutdown) => return,
+                }
+            }
+        }
+    }
+}
+
+/// The delay before reconnect attempt `failures` (1-based): exponential from
+/// `backoff_initial_seconds`, capped at `backoff_max_seconds`, with "equal jitter"
+/// (between half and all of it) so many nodes that lost the hub together do not
+/// return together. `unit` is a random number in [0, 1).
+pub fn backoff(settings: &SyncSettings, failures: u32, unit: f64) -> Duration {
+    let initial = settings.backoff_initial_seconds.max(0.01);
+    let cap = settings.backoff_max_seconds.max(initial);
+    let exp = initial * 2f64.powi(failures.saturating_sub(1).min(30) as i32);
+    let full = exp.min(cap);
+    Duration::from_secs_f64(full / 2.0 + full / 2.0 * unit.clamp(0.0, 1.0))
+}
+
+/// One connection's life in the daemon. `Err((error, settled))` says whether the
+/// session had reached agreement at least once (which resets the backoff).
+async fn run_connected(
+    store: &StoreThread<Store>,
+    config: &NodeConfig,
+    data_dir: &Path,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), (SyncError, bool)> {
+    let attempt = store
+        .call(|s| s.sync_started(now_ms()))
+        .await
+        .map_err(|e| (e.into(), false))?
+        .map_err(|e| (e.into(), false))?;
+    let opened = async {
+        let client = connect(config, data_dir).await?;
+        Session::open(client, store.clone(), config).await
+    }
+    .await;
+    let mut session = match opened {
+        Ok(session) => session,
+        Err(err) => {
+            finish(store, attempt, &Err::<RoundReport, _>(err.clone_message())).await;
+            return Err((err, false));
+        }
+    };
+    let first = session.round().await;
+    finish(store, attempt, &first.as_ref().map(Clone::clone).map_err(SyncError::clone_message))
+        .await;
+    if let Err(err) = first {
+        return Err((err, false));
+    }
+    let settings = config.sync.clone();
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_secs(settings.heartbeat_seconds.max(1)));
+    heartbeat.tick().await;
+    let mut poll = tokio::time::interval(Duration::from_millis(settings.local_poll_millis.max(50)));
+    let mut seen = store
+        .call(|s| s.docs().latest_seq())
+        .await
+        .map_err(|e| (e.into(), true))?
+        .map_err(|e| (e.into(), true))?;
+    loop {
+        let reason = tokio::select! {
+            _ = stopped(shutdown) => {
+                session.close().await;
+                return Ok(());
+            }
+            frame = session.inbound.message() => {
+                match session.handle(frame).await {
+                    Ok(Event::Idle { turn: 0, messages }) if messages > 0 => "push from the hub",
+                    Ok(_) => continue,
+                    Err(err) => return Err((err, true)),
+                }
+            }
+            _ = heartbeat.tick() => "heartbeat",
+            _ = poll.tick() => {
+                let latest = store.call(|s| s.docs().latest_seq()).await.map_err(|e| (e.into(), true))?.map_err(|e| (e.into(), true))?;
+                if latest == seen {
+                    continue;
+                }
+                "local edit"
+            }
+        };
+        tracing::debug!(reason, "sync round");
+        let attempt = store
+            .call(|s| s.sync_started(now_ms()))
+            .await
+            .map_err(|e| (e.into(), true))?
+            .map_err(|e| (e.into(), true))?;
+        let result = session.round().await;
+        finish(
+            store,
+            attempt,
+            &result.as_ref().map(Clone::clone).map_err(SyncError::clone_message),
+        )
+        .await;
+        if let Err(err) = result {
+            return Err((err, true));
+        }
+        seen = store
+            .call(|s| s.docs().latest_seq())
+            .await
+            .map_err(|e| (e.into(), true))?
+            .map_err(|e| (e.into(), true))?;
+    }
+}
+
+/// Resolves when `shutdown` turns true (holding no borrow across later awaits).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn finish(store: &StoreThread<Store>, attempt: i64, result: &Result<RoundReport, SyncError>) {
+    let (summary, error) = match result {
+        Ok(report) => (Some(report.to_string()), None),
+        Err(err) => (None, Some(err.to_string())),
+    };
+    let _ = store
+        .call(move |s| {
+            let outcome = match (&summary, &error) {
+                (Some(summary), _) => Ok(summary.as_str()),
+                (_, Some(error)) => Err(error.as_str()),
+                _ => Ok(""),
+            };
+            s.sync_finished(attempt, now_ms(), outcome)
+        })
+        .await;
+}
+
+impl SyncError {
+    /// A copy that keeps the message (errors with sources are not `Clone`).
+    fn clone_message(&self) -> SyncError {
+        match self {
+            SyncError::Refused { code, message } => {
+                SyncError::Refused { code: *code, message: message.clone() }
+            }
+            other => SyncError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// What handling one hub frame amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// A sync message was applied.
+    Message,
+    /// An acknowledgement was recorded.
+    Ack,
+    /// A hub turn ended: the node turn it answers (0 for a push) and how many
+    /// messages the hub sent since its previous turn ended.
+    Idle { turn: u64, messages: u64 },
+}
+
+struct Session {
+    store: StoreThread<Store>,
+    out: mpsc::Sender<NodeFrame>,
+    inbound: Streaming<HubFrame>,
+    docs: Vec<String>,
+    states: BTreeMap<String, State>,
+    turn: u64,
+    messages_this_hub_turn: u64,
+    report: RoundReport,
+    max_message_bytes: usize,
+}
+
+impl Session {
+    async fn open(
+        mut client: SyncClient<Channel>,
+        store: StoreThread<Store>,
+        config: &NodeConfig,
+    ) -> Result<Session, SyncError> {
+        let pending: Pending = store.call(|s| s.pending()).await??;
+        let (out, frames) = mpsc::channel(64);
+        let hello = v1::Hello {
+            node_version: env!("CARGO_PKG_VERSION").to_string(),
+            unacked_changes: pending.changes as u64,
+            oldest_unacked_age_seconds: pending
+                .oldest_seconds
+                .map(|t| (now_ms() / 1000 - t).max(0) as u64)
+                .unwrap_or(0),
+            node_time_unix_ms: now_ms(),
+        };
+        out.send(NodeFrame { frame: Some(node_frame::Frame::Hello(hello)) })
+            .await
+            .map_err(|_| SyncError::Protocol("cannot queue Hello".into()))?;
+        let response = client
+            .session(ReceiverStream::new(frames))
+            .await
+            .map_err(|status| status_error(&config.hub, status))?;
+        let mut inbound = response.into_inner();
+        let welcome = match inbound.message().await.map_err(|s| status_error(&config.hub, s))? {
+            Some(HubFrame { frame: Some(hub_frame::Frame::Welcome(welcome)) }) => welcome,
+            Some(_) => {
+                return Err(SyncError::Protocol("the hub did not start with Welcome".into()));
+            }
+            None => return Err(SyncError::Protocol("the hub closed the session at once".into())),
+        };
+        let docs: Vec<String> = welcome.documents.into_iter().map(|d| d.document_id).collect();
+        let mine = crate::store::community_doc_id(&config.community);
+        if !docs.contains(&mine) {
+            return Err(SyncError::CertificateRefused(format!(
+                "the hub does not let this certificate sync {mine}: it was issued for another \
+                 community; check tls.cert in node.toml"
+            )));
+        }
+        let ids = docs.clone();
+        let states = store
+            .call(move |s| -> Result<BTreeMap<String, State>, fivestar_store::StoreError> {
+                ids.into_iter()
+                    .map(|id| {
+                        let state = s
+                            .docs()
+                            .sync_state(HUB_PEER, &id)?
+                            .and_then(|bytes| State::decode(&bytes).ok())
+                            .unwrap_or_default();
+                        Ok((id, state))
+                    })
+                    .collect()
+            })
+            .await??;
+        tracing::info!(documents = docs.len(), "connected to the hub");
+        Ok(Session {
+            store,
+            out,
+            inbound,
+            docs,
+            states,
+            turn: 0,
+            messages_this_hub_turn: 0,
+            report: RoundReport::default(),
+            max_message_bytes: config.sync.max_message_bytes,
+        })
+    }
+
+    /// Turns until both sides have nothing to say.
+    async fn round(&mut self) -> Result<RoundReport, SyncError> {
+        self.report = RoundReport::default();
+        for _ in 0..64 {
+            let sent = self.node_turn().await?;
+            let answered = self.turn;
+            let hub_messages = loop {
+                let frame = self.inbound.message().await;
+                match self.handle(frame).await? {
+                    Event::Idle { turn, messages } if turn == answered => break messages,
+                    _ => {}
+                }
+            };
+            if sent == 0 && hub_messages == 0 {
+                self.report.unacknowledged = self.store.call(|s| s.pending()).await??.changes;
+                return Ok(self.report.clone());
+            }
+        }
+        Err(SyncError::Protocol("the sync did not settle within 64 turns".into()))
+    }
+
+    /// Sends what the node has to say about each document, then Idle.
+    async fn node_turn(&mut self) -> Result<u64, SyncError> {
+        let mut states: Vec<(String, State)> = self
+            .docs
+            .iter()
+            .map(|d| (d.clone(), self.states.remove(d).unwrap_or_default()))
+            .collect();
+        let (states, messages) = self
+            .store
+            .call(move |s| -> Result<_, fivestar_store::StoreError> {
+                let mut messages = Vec::new();
+                for (doc_id, state) in states.iter_mut() {
+                    let doc = s.docs().read(doc_id)?.unwrap_or_default();
+                    if let Some(message) = doc.generate_sync_message(state) {
+                        messages.push((doc_id.clone(), message.encode()));
+                    }
+                }
+                Ok((states, messages))
+            })
+            .await??;
+        self.states.extend(states);
+        let sent = messages.len() as u64;
+        for (doc_id, message) in messages {
+            if message.len() > self.max_message_bytes {
+                return Err(SyncError::Protocol(format!(
+                    "a sync message for {doc_id} is {} bytes, more than the {} the hub accepts",
+                    message.len(),
+                    self.max_message_bytes
+                )));
+            }
+            self.report.messages_sent += 1;
+            self.report.bytes_sent += message.len() as u64;
+            self.send(node_frame::Frame::Sync(v1::SyncMessage { document_id: doc_id, message }))
+                .await?;
+        }
+        self.turn += 1;
+        self.send(node_frame::Frame::Idle(v1::Idle { turn: self.turn })).await?;
+        Ok(sent)
+    }
+
+    async fn handle(
+        &mut self,
+        frame: Result<Option<HubFrame>, tonic::Status>,
+    ) -> Result<Event, SyncError> {
+        let frame = match frame {
+            Ok(Some(HubFrame { frame: Some(frame) })) => frame,
+            Ok(Some(HubFrame { frame: None })) => {
+                return Err(SyncError::Protocol("an empty frame".into()));
+            }
+            Ok(None) => return Err(SyncError::Protocol("the hub ended the session".into())),
+            Err(status) => return Err(status_error("the hub", status)),
+        };
+        match frame {
+            hub_frame::Frame::Sync(sync) => {
+                if !self.docs.contains(&sync.document_id) {
+                    return Err(SyncError::Protocol(format!(
+                        "a message for {} was not granted",
+                        sync.document_id
+                    )));
+                }
+                self.report.messages_received += 1;
+                self.report.bytes_received += sync.message.len() as u64;
+                self.messages_this_hub_turn += 1;
+                let message = Message::decode(&sync.message).map_err(|e| {
+                    SyncError::Protocol(format!("an undecodable message from the hub: {e}"))
+                })?;
+                let doc_id = sync.document_id;
+                let mut state = self.states.remove(&doc_id).unwrap_or_default();
+                let id = doc_id.clone();
+                let (state, applied) = self
+                    .store
+                    .call(move |s| {
+                        let applied = apply(s, &id, &mut state, message);
+                        (state, applied)
+                    })
+                    .await?;
+                self.states.insert(doc_id, state);
+                self.report.changes_received += applied? as u64;
+                Ok(Event::Message)
+            }
+            hub_frame::Frame::Ack(ack) => {
+                let heads: Vec<ChangeHash> = ack
+                    .heads
+                    .iter()
+                    .filter_map(|h| ChangeHash::try_from(h.as_slice()).ok())
+                    .collect();
+                let doc_id = ack.document_id;
+                self.store.call(move |s| s.set_acked_heads(&doc_id, &heads, now_ms())).await??;
+                Ok(Event::Ack)
+            }
+            hub_frame::Frame::Idle(idle) => {
+                let messages = std::mem::take(&mut self.messages_this_hub_turn);
+                Ok(Event::Idle { turn: idle.turn, messages })
+            }
+            hub_frame::Frame::Welcome(_) => Err(SyncError::Protocol("a second Welcome".into())),
+        }
+    }
+
+    async fn send(&mut self, frame: node_frame::Frame) -> Result<(), SyncError> {
+        self.out
+            .send(NodeFrame { frame: Some(frame) })
+            .await
+            .map_err(|_| SyncError::Protocol("the session's stream is closed".into()))
+    }
+
+    /// Persists the sync states and ends the stream.
+    async fn close(self) {
+        let states = self.states;
+        let _ = self
+            .store
+            .call(move |s| -> Result<(), fivestar_store::StoreError> {
+                for (doc_id, state) in &states {
+                    s.docs().set_sync_state(HUB_PEER, doc_id, &state.encode())?;
+                }
+                Ok(())
+            })
+            .await;
+    }
+}
+
+/// Applies a message from the hub to a stored document, durably. Returns how many new
+/// changes it brought.
+fn apply(
+    store: &mut Store,
+    doc_id: &str,
+    state: &mut State,
+    message: Message,
+) -> Result<usize, SyncError> {
+    store.docs().write(|txn| -> Result<usize, SyncError> {
+        let mut doc = txn.load(doc_id)?.unwrap_or_default();
+        let before = doc.get_heads();
+        doc.receive_sync_message(state, message).map_err(|e| {
+            SyncError::Protocol(format!("the hub's message for {doc_id} does not apply: {e}"))
+        })?;
+        let new = doc.get_changes(&before).len();
+        if new > 0 {
+            txn.save(doc_id, &before, &doc, now_ms())?;
+        }
+        Ok(new)
+    })?
+}
+
+fn status_error(hub: &str, status: tonic::Status) -> SyncError {
+    match status.code() {
+        Code::Unavailable | Code::Unknown
+            if status.message().contains("transport") || status.message().contains("connect") =>
+        {
+            SyncError::Unreachable {
+                hub: hub.to_string(),
+                detail: describe_tls(&error_chain(&status)),
+            }
+        }
+        code => {
+            let text = error_chain(&status);
+            if let Some(reason) = certificate_refusal(&text) {
+                return SyncError::CertificateRefused(reason);
+            }
+            SyncError::Refused { code, message: status.message().to_string() }
+        }
+    }
+}
+
+fn transport_error(hub: &str, err: &tonic::transport::Error) -> SyncError {
+    let text = error_chain(err);
+    match certificate_refusal(&text) {
+        Some(reason) => SyncError::CertificateRefused(reason),
+        None => SyncError::Unreachable { hub: hub.to_string(), detail: describe_tls(&text) },
+    }
+}
+
+/// Recognises the TLS alerts a hub sends when it refuses a client certificate.
+fn certificate_refusal(text: &str) -> Option<String> {
+    if text.contains("CertificateRevoked") {
+        Some("it has been revoked; ask the district office for a new one".into())
+    } else if text.contains("UnknownCA")
+        || text.contains("BadCertificate")
+        || text.contains("DecryptError")
+    {
+        Some(
+            "it was not issued by the district's CA; check tls.cert and tls.key in node.toml"
+                .into(),
+        )
+    } else if text.contains("CertificateRequired") {
+        Some("no device certificate was sent; check tls.cert and tls.key in node.toml".into())
+    } else {
+        None
+    }
+}
+
+fn describe_tls(text: &str) -> String {
+    if text.contains("UnknownIssuer") {
+        "the hub's certificate is not signed by the district CA in tls.ca".into()
+    } else if text.contains("NotValidForName") {
+        "the hub's certificate is not valid for this address; use a name from the hub's hub_names"
+            .into()
+    } else {
+        text.to_string()
+    }
+}
+
+/// An error and all its sources, joined.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(next) = source {
+        let more = next.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = next.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_is_capped_and_jittered() {
+        let settings = SyncSettings {
+            backoff_initial_seconds: 1.0,
+            backoff_max_seconds: 60.0,
+            ..SyncSettings::default()
+        };
+        let full = |n| backoff(&settings, n, 1.0).as_secs_f64();
+        assert_eq!([full(1), full(2), full(3), full(4)], [1.0, 2.0, 4.0, 8.0]);
+        assert_eq!(full(7), 60.0, "capped");
+        assert_eq!(full(1000), 60.0, "no overflow");
+        // Jitter keeps between half and all of the delay.
+        assert_eq!(backoff(&settings, 3, 0.0).as_secs_f64(), 2.0);
+        assert_eq!(backoff(&settings, 3, 0.5).as_secs_f64(), 3.0);
+    }
+
+    #[test]
+    fn certificate_refusals_are_told_apart() {
+        assert!(
+            certificate_refusal("received fatal alert: CertificateRevoked")
+                .unwrap()
+                .contains("revoked")
+        );
+        assert!(
+            certificate_refusal("received fatal alert: UnknownCA")
+                .unwrap()
+                .contains("district's CA")
+        );
+        assert_eq!(certificate_refusal("connection refused"), None);
+    }
+}
