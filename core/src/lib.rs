@@ -193,6 +193,7 @@ pub struct Note {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Review {
     /// Accepted (with optional awarded points) or rejected.
+    #[serde(flatten)]
     pub verdict: Verdict,
     /// The reviewer's comment.
     pub comment: String,

@@ -245,19 +245,25 @@ impl Session {
         self.welcome(hello).await?;
         let mut changes = self.shared.changes.subscribe();
         let mut shutdown = self.shared.shutdown.clone();
+        // Only frames from the node keep the session alive; pushes to it do not.
+        let mut deadline = tokio::time::Instant::now() + idle;
         loop {
             tokio::select! {
-                frame = tokio::time::timeout(idle, inbound.next()) => match frame {
-                    Err(_) => return Err(SessionError::IdleTimeout(idle.as_secs())),
-                    Ok(None) => return Ok(()),
-                    Ok(Some(Err(err))) => return Err(err),
-                    Ok(Some(Ok(Inbound::Hello(_)))) => {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(SessionError::IdleTimeout(idle.as_secs()));
+                }
+                frame = inbound.next() => match frame {
+                    None => return Ok(()),
+                    Some(Err(err)) => return Err(err),
+                    Some(Ok(Inbound::Hello(_))) => {
                         return Err(SessionError::Protocol("Hello sent twice".into()));
                     }
-                    Ok(Some(Ok(Inbound::Sync { doc_id, message }))) => {
+                    Some(Ok(Inbound::Sync { doc_id, message })) => {
+                        deadline = tokio::time::Instant::now() + idle;
                         self.receive(doc_id, message).await?;
                     }
-                    Ok(Some(Ok(Inbound::Idle(turn)))) => {
+                    Some(Ok(Inbound::Idle(turn))) => {
+                        deadline = tokio::time::Instant::now() + idle;
                         let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
                         self.turn(&docs, Some(turn)).await?;
                         self.record(true).await?;

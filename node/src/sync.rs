@@ -150,6 +150,66 @@ pub async fn connect(
     Ok(SyncClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit))
 }
 
+/// When a connection breaks at the start, finds out whether the hub refused this
+/// device's certificate. The hub's TLS alert races with the client's first write, so
+/// the first error may only say "broken pipe"; this probe completes a handshake and
+/// only reads: an accepting hub sends its HTTP/2 settings at once, a refusing one its
+/// alert, which names the reason.
+async fn diagnose(config: &NodeConfig, data_dir: &Path) -> Option<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::AsyncReadExt;
+
+    let path = |p: &Path| NodeConfig::resolve(data_dir, p);
+    let roots: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(path(&config.tls.ca)).ok()?.collect::<Result<_, _>>().ok()?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path(&config.tls.cert))
+        .ok()?
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let key = PrivateKeyDer::from_pem_file(path(&config.tls.key)).ok()?;
+    let mut store = rustls::RootCertStore::empty();
+    store.add_parsable_certificates(roots);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(store)
+        .with_client_auth_cert(chain, key)
+        .ok()?;
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let uri: tonic::transport::Uri = config.hub.parse().ok()?;
+    let host = uri.host()?.trim_matches(['[', ']']).to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let limit = Duration::from_secs(config.sync.connect_timeout_seconds.max(1));
+    let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect((host.as_str(), port)))
+        .await
+        .ok()?
+        .ok()?;
+    let name = ServerName::try_from(host).ok()?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let mut tls = match tokio::time::timeout(limit, connector.connect(name, tcp)).await.ok()? {
+        Ok(tls) => tls,
+        Err(err) => return certificate_refusal(&error_chain(&err)),
+    };
+    let mut byte = [0_u8; 1];
+    match tokio::time::timeout(limit, tls.read(&mut byte)).await {
+        Ok(Err(err)) => certificate_refusal(&error_chain(&err)),
+        _ => None,
+    }
+}
+
+/// Replaces an "unreachable" error by the certificate refusal behind it, if any.
+async fn explain(err: SyncError, config: &NodeConfig, data_dir: &Path) -> SyncError {
+    match err {
+        SyncError::Unreachable { .. } => match diagnose(config, data_dir).await {
+            Some(reason) => SyncError::CertificateRefused(reason),
+            None => err,
+        },
+        other => other,
+    }
+}
+
 /// One session that runs one round and ends: `fivestar-node sync`.
 pub async fn sync_once(
     store: &StoreThread<Store>,
@@ -165,6 +225,10 @@ pub async fn sync_once(
         result
     }
     .await;
+    let result = match result {
+        Err(err) => Err(explain(err, config, data_dir).await),
+        ok => ok,
+    };
     finish(store, attempt, &result).await;
     result
 }
@@ -236,6 +300,7 @@ async fn run_connected(
     let mut session = match opened {
         Ok(session) => session,
         Err(err) => {
+            let err = explain(err, config, data_dir).await;
             finish(store, attempt, &Err::<RoundReport, _>(err.clone_message())).await;
             return Err((err, false));
         }
@@ -593,22 +658,17 @@ fn apply(
 }
 
 fn status_error(hub: &str, status: tonic::Status) -> SyncError {
+    let text = error_chain(&status);
+    if let Some(reason) = certificate_refusal(&text) {
+        return SyncError::CertificateRefused(reason);
+    }
     match status.code() {
-        Code::Unavailable | Code::Unknown
-            if status.message().contains("transport") || status.message().contains("connect") =>
-        {
-            SyncError::Unreachable {
-                hub: hub.to_string(),
-                detail: describe_tls(&error_chain(&status)),
-            }
+        // The hub never answers with these: they wrap a link that broke (or a hub that
+        // is stopping), not a verdict.
+        Code::Unavailable | Code::Unknown | Code::Cancelled => {
+            SyncError::Unreachable { hub: hub.to_string(), detail: describe_tls(&text) }
         }
-        code => {
-            let text = error_chain(&status);
-            if let Some(reason) = certificate_refusal(&text) {
-                return SyncError::CertificateRefused(reason);
-            }
-            SyncError::Refused { code, message: status.message().to_string() }
-        }
+        code => SyncError::Refused { code, message: status.message().to_string() },
     }
 }
 

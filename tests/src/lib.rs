@@ -5,11 +5,17 @@
 //! next to the test executable's `deps/` folder). `cargo test --workspace` builds
 //! them because the `node` and `hub` crates each have an integration test of their own.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use automerge::Automerge;
+use fivestar_store::DocStore;
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub mod raw;
 
 /// The path of a workspace binary built for this test run.
 pub fn binary(name: &str) -> PathBuf {
@@ -24,7 +30,42 @@ pub fn binary(name: &str) -> PathBuf {
         "{} is not built: run the tests with `cargo test --workspace`",
         path.display()
     );
+    // `cargo test -p fivestar-tests` alone does not rebuild the binaries: refuse to test
+    // a stale one rather than report on old code.
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).expect("binary metadata");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+    let own = name.strip_prefix("fivestar-").unwrap_or(name);
+    for crate_dir in ["core", "store", "proto", own] {
+        if let Some(newer) = newer_source(&root.join(crate_dir), built) {
+            panic!(
+                "{} is older than {}: run the tests with `cargo test --workspace`, which rebuilds it",
+                path.display(),
+                newer.display()
+            );
+        }
+    }
     path
+}
+
+/// A source file under `dir` modified after `than`, if any.
+fn newer_source(dir: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "tests") {
+                continue;
+            }
+            if let Some(found) = newer_source(&path, than) {
+                return Some(found);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "proto" || e == "toml")
+            && entry.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > than)
+        {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// A node's data directory in a temporary folder, and the commands to drive it.
@@ -40,6 +81,46 @@ impl Default for NodeDir {
 }
 
 impl NodeDir {
+    /// A node of `community` set up to sync with `hub` as `device`, with its
+    /// certificate in place and its template applied.
+    pub fn for_hub(hub: &Hub, community: &str, device: &str) -> NodeDir {
+        let node = NodeDir::new();
+        node.ok(&["init", "--community", community, "--device", device, "--hub", &hub.url()]);
+        hub.issue_into(&["--community", community, "--device", device], &node.path().join("certs"));
+        node.ok(&["template", "apply"]);
+        node
+    }
+
+    /// Replaces `key = old` by `key = new` in the node's configuration.
+    pub fn set_config(&self, key: &str, value: &str) {
+        let path = self.dir.path().join("node.toml");
+        let text = std::fs::read_to_string(&path).expect("node.toml");
+        let mut found = false;
+        let text: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.split('=').next().map(str::trim) == Some(key) {
+                    found = true;
+                    format!("{key} = {value}")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "node.toml has no {key}");
+        std::fs::write(&path, text.join("\n")).expect("node.toml written");
+    }
+
+    /// The notes of a task, as a set of texts.
+    pub fn notes(&self, task: &str) -> std::collections::BTreeSet<String> {
+        self.task(task)["notes"]
+            .as_array()
+            .expect("notes is a list")
+            .iter()
+            .map(|n| n["text"].as_str().expect("text").to_string())
+            .collect()
+    }
+
     /// An empty, not yet initialised, data directory.
     pub fn new() -> NodeDir {
         NodeDir { dir: tempfile::tempdir().expect("a temporary directory") }
@@ -116,4 +197,162 @@ impl NodeDir {
     pub fn task(&self, id: &str) -> Value {
         self.json(&["task", "show", id])
     }
+}
+
+/// A real `fivestar-hub serve` process with its own data directory and PKI, on a
+/// loopback port chosen once (so it can be killed and restarted on the same address).
+#[derive(Debug)]
+pub struct Hub {
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Hub {
+    /// A hub with `extra` appended to its `hub.toml`, its PKI created, not started.
+    pub fn new(extra: &str) -> Hub {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("hub.toml"),
+            format!("listen = \"127.0.0.1:{port}\"\n{extra}\n"),
+        )
+        .expect("hub.toml written");
+        let hub = Hub { dir, port, child: None };
+        hub.ok(&["pki", "init"]);
+        hub
+    }
+
+    /// A hub with default settings, started.
+    pub fn started() -> Hub {
+        let mut hub = Hub::new("");
+        hub.start();
+        hub
+    }
+
+    /// The hub's data directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The address nodes use.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// A `fivestar-hub` command for this data directory.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("fivestar-hub"));
+        command
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("FIVESTAR_HUB_DIR")
+            .env_remove("FIVESTAR_HUB_CONFIG");
+        command
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().expect("fivestar-hub starts");
+        assert!(
+            output.status.success(),
+            "fivestar-hub {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// Runs a command that must fail; returns its standard error.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().expect("fivestar-hub starts");
+        assert!(!output.status.success(), "fivestar-hub {args:?} should have failed");
+        String::from_utf8(output.stderr).expect("UTF-8 output")
+    }
+
+    /// Issues a certificate (`who`: `--community C --device D` or `--reviewer R`) into `dir`.
+    pub fn issue_into(&self, who: &[&str], dir: &Path) {
+        let mut args = vec!["pki", "issue"];
+        args.extend_from_slice(who);
+        let out = dir.to_str().expect("UTF-8 path");
+        args.extend_from_slice(&["--out", out]);
+        self.ok(&args);
+    }
+
+    /// Starts `serve` and waits until it listens.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "the hub is running already");
+        let mut child = self
+            .command(&["serve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fivestar-hub serve starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("the hub prints where it listens");
+        assert!(line.contains("listening on"), "unexpected first line: {line:?}");
+        self.child = Some(child);
+    }
+
+    /// Kills the hub with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill the hub");
+            child.wait().expect("reap the hub");
+        }
+    }
+
+    /// A community's document as the hub has durably stored it.
+    pub fn document(&self, community: &str) -> Option<Automerge> {
+        let mut store =
+            DocStore::open(&self.dir.path().join("hub.db"), &fivestar_hub::store::SCHEMA)
+                .expect("the hub's database opens");
+        store.read(&format!("community/{community}")).expect("the hub's document reads")
+    }
+
+    /// A community's tasks as the hub has them.
+    pub fn tasks(&self, community: &str) -> Vec<fivestar_core::Task> {
+        let doc = self.document(community).expect("the hub has the community's document");
+        let actor = automerge::ActorId::random();
+        fivestar_core::CommunityDoc::from_automerge(community, doc, actor)
+            .tasks()
+            .expect("the hub's document is valid")
+    }
+
+    /// The notes of a task as the hub has them.
+    pub fn notes(&self, community: &str, task: &str) -> std::collections::BTreeSet<String> {
+        self.tasks(community)
+            .into_iter()
+            .find(|t| t.id == task)
+            .map(|t| t.notes.into_iter().map(|n| n.text).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` every 50 ms until it is true or `limit` passes; returns whether it
+/// became true.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
 }

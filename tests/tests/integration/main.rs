@@ -6,3 +6,4 @@
 
 mod node_cli;
 mod node_crash;
+mod sync;
