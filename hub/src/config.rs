@@ -108,3 +108,15 @@ impl HubConfig {
         if path.is_absolute() { path.to_path_buf() } else { data_dir.join(path) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_is_the_default_configuration() {
+        let example = include_str!("../../deploy/hub.example.toml");
+        let config: HubConfig = toml::from_str(example).unwrap();
+        assert_eq!(config, HubConfig::default());
+    }
+}

@@ -146,3 +146,17 @@ pub enum ConfigError {
         message: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_is_a_valid_configuration_with_the_defaults() {
+        let example = include_str!("../../deploy/node.example.toml");
+        let config: NodeConfig = toml::from_str(example).unwrap();
+        assert_eq!(config.community, "fangou");
+        assert_eq!(config.kind, Kind::Agricultural);
+        assert_eq!(config.sync, SyncSettings::default(), "the example shows the defaults");
+    }
+}

@@ -38,7 +38,8 @@ pub fn binary(name: &str) -> PathBuf {
     for crate_dir in ["core", "store", "proto", own] {
         if let Some(newer) = newer_source(&root.join(crate_dir), built) {
             panic!(
-                "{} is older than {}: run the tests with `cargo test --workspace`, which rebuilds it",
+                "{} is older than {}: run `cargo build --workspace` first (a filtered `cargo test` \
+                 does not rebuild binaries; a plain `cargo test --workspace` does)",
                 path.display(),
                 newer.display()
             );

@@ -429,3 +429,37 @@ async fn sessions_are_capped_and_idle_ones_are_closed() {
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(status.message(), "no frame from the node for 1 s; closing the idle session");
 }
+
+#[test]
+fn a_node_scores_with_the_standard_the_hub_publishes_and_keeps_it_offline() {
+    // The district's own standard: a different edition with a lower pass mark for business.
+    let district_standard = fivestar_core::standard::SAMPLE_STANDARD_TOML
+        .replacen("version = \"sample-2026.1\"", "version = \"weidu-2027.1\"", 1)
+        .replacen("\nsample = true\n", "\nsample = false\n", 1)
+        .replacen(
+            "en = \"Thriving Business\"\npass_mark = 80",
+            "en = \"Thriving Business\"\npass_mark = 60",
+            1,
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("standard.toml");
+    std::fs::write(&file, district_standard).unwrap();
+    let mut hub = Hub::new(&format!("standard = {:?}", file.to_str().unwrap()));
+    hub.start();
+    let node = NodeDir::for_hub(&hub, "fuhou", "d1");
+    node.ok(&["task", "done", "u-business-collective"]);
+    node.ok(&["task", "done", "u-business-jobs"]);
+    let before = node.json(&["score"]);
+    assert_eq!(before["standard"]["version"], "sample-2026.1");
+    assert_eq!(before["score"]["stars"][4]["earned"], false, "70 points < 80 under the sample");
+    node.ok(&["sync"]);
+    hub.kill();
+    // Offline now: the published standard stays in force.
+    let after = node.json(&["score"]);
+    assert_eq!(after["standard"]["version"], "weidu-2027.1");
+    assert_eq!(after["standard"]["sample"], false);
+    assert_eq!(
+        after["score"]["stars"][4]["earned"], true,
+        "70 points ≥ 60 under the district's standard"
+    );
+}
