@@ -18,6 +18,7 @@ pub mod ranking;
 pub mod registry;
 pub mod scoring;
 pub mod standard;
+pub mod standings;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub use ranking::{Freshness, RankEntry, Ranked, rank};
 pub use registry::{Community, Registry, RegistryError, Subdistrict};
 pub use scoring::{CommunityScore, Lack, StarScore, earned_hundredths, score};
 pub use standard::{KindStandard, Standard, StandardError, Star, TemplateTask};
+pub use standings::{Standing, TierSummary, Tiers, rank_changes, standings, tiers};
 
 /// Which set of stars a community is rated against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,13 +1,28 @@
 //! `fivestar-hub`: the district office's and operators' command line.
 
+/// Prints a line to standard output; when the reader has gone away (a closed pipe,
+/// as with `| head`), stops quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(err) = writeln!(stdout, $($arg)*) {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
-use fivestar_core::{Review, Stamp, Verdict, Writer};
+use fivestar_core::{Kind, Review, Stamp, Verdict, Writer};
 
 use crate::config::HubConfig;
 use crate::pki::Pki;
+use crate::report::{self, StandingsView};
 use crate::server::{DATABASE_FILE, standard_and_registry};
 use crate::store::HubStore;
 
@@ -47,6 +62,87 @@ pub enum Command {
     /// Certificates: the district CA, device and reviewer certificates, revocation.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// The district's standings: ranks, stars, scores and freshness of every community.
+    Standings(StandingsArgs),
+    /// One community: its tasks with earned points and reviews, and what each star lacks.
+    Community {
+        /// The community's id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How many communities hold five, four, three... stars, per subdistrict and in total.
+    Tiers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the standings as one self-contained HTML page.
+    Report {
+        /// The file to write.
+        #[arg(long, value_name = "FILE.html")]
+        out: PathBuf,
+        /// A past snapshot instead of now (see `standings --at`).
+        #[arg(long, value_parser = parse_time, value_name = "TIME")]
+        at: Option<i64>,
+    },
+}
+
+/// `standings`' arguments.
+#[derive(Debug, Args)]
+pub struct StandingsArgs {
+    /// Only this subdistrict (its code, e.g. 006, or its name, e.g. 五一路).
+    #[arg(long)]
+    pub subdistrict: Option<String>,
+    /// Only this kind: urban or agricultural.
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: Option<Kind>,
+    /// The standings recorded at this time (the newest snapshot at or before it):
+    /// 2026-11-26, "2026-11-26 14:30" (local time) or RFC 3339.
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub at: Option<i64>,
+    /// Measure rank changes against the standings at this time (default: the
+    /// previous snapshot).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub since: Option<i64>,
+    /// Recompute the snapshot shown (or the newest) from its recorded heads and say
+    /// whether it comes out identical.
+    #[arg(long)]
+    pub verify: bool,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    text.parse()
+}
+
+/// Parses a time given on the command line into Unix milliseconds.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    use chrono::{Local, NaiveDate, NaiveDateTime, TimeZone};
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    let local = |naive: NaiveDateTime| {
+        Local.from_local_datetime(&naive).earliest().map(|t| t.timestamp_millis())
+    };
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return local(naive).ok_or_else(|| format!("{text:?} does not exist in local time"));
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let end = date.and_hms_opt(23, 59, 59).unwrap_or_default();
+        return local(end).ok_or_else(|| format!("{text:?} does not exist in local time"));
+    }
+    Err(format!(
+        "{text:?} is not a time: write 2026-11-26, \"2026-11-26 14:30\" or 2026-11-26T14:30:00+08:00"
+    ))
 }
 
 /// `review`'s arguments.
@@ -185,12 +281,12 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
         Command::Serve => Err(CliError::new("serve runs in the async runtime")),
         Command::Pki(PkiCommand::Init) => {
             pki.init(&config.hub_names).map_err(CliError::new)?;
-            println!(
+            out!(
                 "Created the district CA and the hub's certificate in {}.",
                 pki.ca_cert().parent().unwrap_or(data_dir).display()
             );
-            println!("Hub certificate names: {}", config.hub_names.join(", "));
-            println!(
+            out!("Hub certificate names: {}", config.hub_names.join(", "));
+            out!(
                 "Next: `fivestar-hub pki issue --community <id> --device <name>` for each device."
             );
             Ok(())
@@ -221,26 +317,199 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
                 }
             });
             let issued = pki.issue(&writer, &out).map_err(CliError::new)?;
-            println!(
-                "Issued {} (serial {}) into {}:",
-                issued.identity,
-                issued.serial,
-                out.display()
-            );
-            println!("  device.pem, device.key (private, mode 0600), ca.pem");
-            println!("Copy them into the node's certs/ folder (see deploy/node.example.toml).");
+            out!("Issued {} (serial {}) into {}:", issued.identity, issued.serial, out.display());
+            out!("  device.pem, device.key (private, mode 0600), ca.pem");
+            out!("Copy them into the node's certs/ folder (see deploy/node.example.toml).");
             Ok(())
         }
         Command::Pki(PkiCommand::Revoke { who }) => {
             let writer = who.writer();
             let count = pki.revoke(&writer).map_err(CliError::new)?;
-            println!(
+            out!(
                 "Revoked {count} certificate(s) of {writer}. A running hub refuses them from the next connection on."
             );
             Ok(())
         }
         Command::Review(args) => review(args, data_dir, config),
+        Command::Standings(args) => {
+            let mut store = open_store(data_dir, config)?;
+            let view = standings_view(&mut store, config, args.at, args.since)?;
+            if args.verify {
+                verify(&mut store, view.snapshot)?;
+            }
+            let view = filter(view, &store, args.subdistrict.as_deref(), args.kind)?;
+            if args.json {
+                out!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
+            } else if args.csv {
+                let csv = report::csv(&view).map_err(CliError::new)?;
+                out!("{}", csv.trim_end());
+            } else {
+                out!("{}", report::table(&view, store.standard()));
+            }
+            Ok(())
+        }
+        Command::Tiers { json } => {
+            let mut store = open_store(data_dir, config)?;
+            let view = standings_view(&mut store, config, None, None)?;
+            if *json {
+                out!("{}", serde_json::to_string_pretty(&view.tiers).unwrap_or_default());
+            } else {
+                out!("{}", report::tiers_table(&view.tiers));
+                out!("As of {}.", report::local_time(view.computed_ms));
+            }
+            Ok(())
+        }
+        Command::Report { out, at } => {
+            let mut store = open_store(data_dir, config)?;
+            let view = standings_view(&mut store, config, *at, None)?;
+            let html = report::html(&view, store.standard());
+            std::fs::write(out, html)
+                .map_err(|e| CliError::new(format!("cannot write {}: {e}", out.display())))?;
+            out!(
+                "Wrote {} ({} communities, as of {}).",
+                out.display(),
+                view.rows.len(),
+                report::local_time(view.computed_ms)
+            );
+            Ok(())
+        }
+        Command::Community { id, json } => community(data_dir, config, id, *json),
     }
+}
+
+fn open_store(data_dir: &Path, config: &HubConfig) -> Result<HubStore, CliError> {
+    let db = data_dir.join(DATABASE_FILE);
+    if !db.exists() {
+        return Err(CliError::new(format!("no hub database at {}", db.display()))
+            .hint("start the hub once (`fivestar-hub serve`) or check --data-dir"));
+    }
+    let (standard, registry) = standard_and_registry(config, data_dir).map_err(CliError::new)?;
+    HubStore::open(&db, &standard, &registry, Utc::now().timestamp_millis()).map_err(CliError::new)
+}
+
+/// The standings view for the command line, errors explained.
+fn standings_view(
+    store: &mut HubStore,
+    config: &HubConfig,
+    at: Option<i64>,
+    since: Option<i64>,
+) -> Result<StandingsView, CliError> {
+    report::standings_view(store, config.stale_after(), at, since).map_err(|err| {
+        let hint = match &err {
+            report::ViewError::NoSnapshot { .. } => {
+                "the hub records standings while it runs; try a later time"
+            }
+            report::ViewError::Store(_) => "check the hub's data directory",
+        };
+        CliError::new(err).hint(hint)
+    })
+}
+
+fn filter(
+    mut view: StandingsView,
+    store: &HubStore,
+    subdistrict: Option<&str>,
+    kind: Option<Kind>,
+) -> Result<StandingsView, CliError> {
+    if let Some(wanted) = subdistrict {
+        let code = store
+            .registry()
+            .subdistricts
+            .iter()
+            .find(|s| s.code == wanted || s.name == wanted || format!("{}街道", s.name) == wanted)
+            .map(|s| s.code.clone())
+            .ok_or_else(|| {
+                let known: Vec<String> = store
+                    .registry()
+                    .subdistricts
+                    .iter()
+                    .map(|s| format!("{} {}", s.code, s.name))
+                    .collect();
+                CliError::new(format!("no subdistrict {wanted:?}"))
+                    .hint(&format!("use one of: {}", known.join(", ")))
+            })?;
+        view.rows.retain(|r| r.standing.subdistrict == code);
+    }
+    if let Some(kind) = kind {
+        view.rows.retain(|r| r.standing.kind == kind);
+    }
+    let rows: Vec<fivestar_core::Standing> = view.rows.iter().map(|r| r.standing.clone()).collect();
+    view.tiers = fivestar_core::tiers(store.registry(), &rows);
+    if subdistrict.is_some() {
+        let code = rows.first().map(|r| r.subdistrict.clone());
+        view.tiers.subdistricts.retain(|(c, _, _)| Some(c) == code.as_ref());
+    }
+    Ok(view)
+}
+
+fn verify(store: &mut HubStore, snapshot: Option<i64>) -> Result<(), CliError> {
+    let snap = match snapshot {
+        Some(id) => store.snapshot(id),
+        None => store.snapshot_at(None),
+    }
+    .map_err(CliError::new)?
+    .ok_or_else(|| {
+        CliError::new("no standings snapshot is recorded yet")
+            .hint("start the hub: it records standings as nodes sync")
+    })?;
+    let recomputed = store.recompute(&snap).map_err(CliError::new)?;
+    if recomputed == snap.rows {
+        eprintln!(
+            "Verified: snapshot {} ({}) recomputed from its recorded heads is identical ({} communities).",
+            snap.id,
+            report::local_time(snap.computed_ms),
+            snap.rows.len()
+        );
+        Ok(())
+    } else {
+        let differing: Vec<String> = snap
+            .rows
+            .iter()
+            .zip(&recomputed)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.community.clone())
+            .collect();
+        Err(CliError::new(format!(
+            "snapshot {} does not recompute identically; differing rows: {}",
+            snap.id,
+            differing.join(", ")
+        ))
+        .hint("send hub.db to the maintainers: this is a bug"))
+    }
+}
+
+fn community(data_dir: &Path, config: &HubConfig, id: &str, json: bool) -> Result<(), CliError> {
+    let mut store = open_store(data_dir, config)?;
+    let entry = store.registry().community(id).cloned().ok_or_else(|| {
+        CliError::new(format!("community {id:?} is not in the district registry"))
+            .hint("`fivestar-hub standings` lists every community with its id")
+    })?;
+    let view = standings_view(&mut store, config, None, None)?;
+    let standing = view.rows.iter().find(|r| r.standing.community == id).cloned();
+    let doc = store.community(id).map_err(CliError::new)?;
+    let tasks = doc.map(|d| d.read().0).unwrap_or_default();
+    let kind = store.standard().kind(entry.kind).clone();
+    let score = fivestar_core::score(&kind, &tasks);
+    if json {
+        let tasks: Vec<serde_json::Value> = tasks
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::to_value(t).unwrap_or_default();
+                if let Some(map) = v.as_object_mut() {
+                    map.insert(
+                        "earned_hundredths".into(),
+                        fivestar_core::earned_hundredths(t).into(),
+                    );
+                }
+                v
+            })
+            .collect();
+        let out = serde_json::json!({ "standing": standing, "score": score, "tasks": tasks });
+        out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    out!("{}", report::community_text(&entry, standing.as_ref(), &kind, &score, &tasks).trim_end());
+    Ok(())
 }
 
 fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), CliError> {
@@ -280,9 +549,10 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
         Verdict::Accepted { awarded: None } => "accepted with full points".to_string(),
         Verdict::Rejected => "rejected".to_string(),
     };
-    println!(
+    out!(
         "Recorded: {} of {name} ({}) {word}. Connected devices get it within a second; others at their next sync.",
-        args.task, args.community
+        args.task,
+        args.community
     );
     Ok(())
 }

@@ -22,8 +22,9 @@ pub struct HubConfig {
     pub standard: PathBuf,
     /// The PKI folder (CA, hub certificate, revocation list).
     pub pki_dir: PathBuf,
-    /// A community whose last successful sync is older than this is marked stale.
-    pub stale_after_hours: u32,
+    /// A community whose last successful sync is older than this many seconds is
+    /// marked stale (still ranked on its last data). Default 86400: 24 hours.
+    pub stale_after_seconds: u64,
     /// Limits that protect the hub.
     pub limits: Limits,
 }
@@ -53,7 +54,7 @@ impl Default for HubConfig {
             registry: PathBuf::new(),
             standard: PathBuf::new(),
             pki_dir: PathBuf::from("pki"),
-            stale_after_hours: 24,
+            stale_after_seconds: 86_400,
             limits: Limits::default(),
         }
     }
@@ -101,6 +102,13 @@ impl HubConfig {
             path: path.to_path_buf(),
             message: err.to_string().trim_end().to_string(),
         })
+    }
+
+    /// `stale_after_seconds` as a duration.
+    pub fn stale_after(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(
+            i64::try_from(self.stale_after_seconds).unwrap_or(i64::MAX / 1000),
+        )
     }
 
     /// A path from the configuration, resolved against the data directory.

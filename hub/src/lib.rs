@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod config;
 pub mod pki;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod session;

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use fivestar_core::registry::SAMPLE_REGISTRY_TOML;
 use fivestar_core::standard::SAMPLE_STANDARD_TOML;
+use fivestar_proto::v1::query_server::QueryServer;
 use fivestar_proto::v1::sync_server::SyncServer;
 use fivestar_store::StoreThread;
 use rustls::ServerConfig;
@@ -28,7 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::HubConfig;
 use crate::pki::Pki;
-use crate::service::SyncService;
+use crate::service::{QueryService, SyncService};
 use crate::session::Shared;
 use crate::store::{HubOpenError, HubStore};
 
@@ -152,16 +153,18 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
         store: store.clone(),
         changes: changes.clone(),
         limits: config.limits.clone(),
+        stale_after: config.stale_after(),
         sessions: Arc::new(Semaphore::new(config.limits.max_sessions)),
         shutdown: shutdown_rx.clone(),
     });
 
-    tokio::spawn(watch_store(store.clone(), changes, shutdown_rx.clone()));
+    tokio::spawn(watch_store(store.clone(), changes, config.stale_after(), shutdown_rx.clone()));
     let (conns, incoming) = mpsc::channel(64);
     let handshake = Duration::from_secs(config.limits.handshake_timeout_seconds);
     tokio::spawn(accept(listener, tls, handshake, conns, shutdown_rx.clone()));
 
     let limit = config.limits.max_message_bytes.saturating_mul(2).max(1024 * 1024);
+    let query = QueryServer::new(QueryService::new(shared.clone()));
     let service = SyncServer::new(SyncService::new(shared))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
@@ -171,6 +174,7 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(service)
+            .add_service(query)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             })
@@ -222,32 +226,54 @@ async fn accept(
 }
 
 /// Publishes the ids of documents written by anyone (sessions, `review`, other
-/// processes) so sessions can push them.
+/// processes) so sessions can push them, and keeps the standings current: after any
+/// write, and every 5 s so freshness and first syncs show without a write.
 async fn watch_store(
     store: StoreThread<HubStore>,
     changes: broadcast::Sender<String>,
+    stale_after: chrono::TimeDelta,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut seq = match store.call(|s| s.docs().latest_seq()).await {
         Ok(Ok(seq)) => seq,
         _ => return,
     };
+    let refresh = move |s: &mut HubStore| {
+        s.refresh_standings(chrono::Utc::now().timestamp_millis(), stale_after)
+    };
+    if let Ok(Err(err)) = store.call(refresh).await {
+        tracing::warn!(error = %err, "cannot compute the standings");
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|stopping| *stopping) => return,
         }
+        ticks += 1;
         let since = seq;
-        match store.call(move |s| s.docs().changed_since(since)).await {
+        let written = match store.call(move |s| s.docs().changed_since(since)).await {
             Ok(Ok((ids, newest))) => {
                 seq = newest;
+                let written = !ids.is_empty();
                 for id in ids {
                     let _ = changes.send(id);
                 }
+                written
             }
-            Ok(Err(err)) => tracing::warn!(error = %err, "cannot watch the store"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "cannot watch the store");
+                false
+            }
             Err(_) => return,
+        };
+        if written || ticks.is_multiple_of(25) {
+            match store.call(refresh).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "cannot compute the standings"),
+                Err(_) => return,
+            }
         }
     }
 }

@@ -5,9 +5,10 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use fivestar_core::{Freshness, Kind, Standing, Tiers};
 use fivestar_proto::v1::{
     self, DocumentAccess, DocumentGrant, HubFrame, NodeFrame, hub_frame, node_frame,
-    sync_server::Sync as SyncApi,
+    query_server::Query as QueryApi, sync_server::Sync as SyncApi,
 };
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -15,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::pki::writer_from_certificate;
+use crate::report::{self, StandingsView, ViewError};
 use crate::session::{self, Inbound, Outbound, SessionError, Shared};
 use crate::store::{PeerHello, Refusal};
 
@@ -126,4 +128,238 @@ pub fn to_status(err: SessionError) -> Status {
         SessionError::Store(_) | SessionError::Refused(Refusal::Store(_)) => Code::Internal,
     };
     Status::new(code, err.to_string())
+}
+
+/// The `fivestar.v1.Query` service: standings, one community, tiers, sync status.
+/// Any holder of a valid district certificate may ask.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    shared: Arc<Shared>,
+}
+
+impl QueryService {
+    /// A service over the shared hub state.
+    pub fn new(shared: Arc<Shared>) -> QueryService {
+        QueryService { shared }
+    }
+
+    fn caller<T>(request: &Request<T>) -> Result<(), Status> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("no client certificate was presented"))?;
+        certs
+            .first()
+            .and_then(|cert| writer_from_certificate(cert.as_ref()))
+            .map(|_| ())
+            .ok_or_else(|| {
+                Status::unauthenticated("the client certificate carries no fivestar identity")
+            })
+    }
+
+    async fn view(&self, at_ms: i64) -> Result<StandingsView, Status> {
+        let stale_after = self.shared.stale_after;
+        let at = (at_ms > 0).then_some(at_ms);
+        self.shared
+            .store
+            .call(move |store| report::standings_view(store, stale_after, at, None))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|err| match err {
+                ViewError::NoSnapshot { .. } => Status::not_found(err.to_string()),
+                ViewError::Store(e) => Status::internal(e.to_string()),
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl QueryApi for QueryService {
+    async fn standings(
+        &self,
+        request: Request<v1::StandingsRequest>,
+    ) -> Result<Response<v1::StandingsReply>, Status> {
+        QueryService::caller(&request)?;
+        let request = request.into_inner();
+        let kind = match request.kind.as_str() {
+            "" => None,
+            other => Some(other.parse::<Kind>().map_err(Status::invalid_argument)?),
+        };
+        let view = self.view(request.at_unix_ms).await?;
+        let standings = view
+            .rows
+            .iter()
+            .filter(|r| {
+                request.subdistrict.is_empty() || r.standing.subdistrict == request.subdistrict
+            })
+            .filter(|r| kind.is_none_or(|k| r.standing.kind == k))
+            .map(|r| standing_to_wire(&r.standing, r.rank_change))
+            .collect();
+        Ok(Response::new(v1::StandingsReply {
+            computed_at_unix_ms: view.computed_ms,
+            standings,
+            snapshot: view.snapshot.unwrap_or(0),
+        }))
+    }
+
+    async fn community(
+        &self,
+        request: Request<v1::CommunityRequest>,
+    ) -> Result<Response<v1::CommunityReply>, Status> {
+        QueryService::caller(&request)?;
+        let id = request.into_inner().community_id;
+        let view = self.view(0).await?;
+        let row = view
+            .rows
+            .iter()
+            .find(|r| r.standing.community == id)
+            .ok_or_else(|| {
+                Status::not_found(format!("community {id:?} is not in the district registry"))
+            })?
+            .clone();
+        let kind = row.standing.kind;
+        let lookup = id.clone();
+        let (tasks, score) = self
+            .shared
+            .store
+            .call(move |store| {
+                let doc = store.community(&lookup)?;
+                let tasks = doc.map(|d| d.read().0).unwrap_or_default();
+                let score = fivestar_core::score(store.standard().kind(kind), &tasks);
+                Ok::<_, fivestar_store::StoreError>((tasks, score))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(v1::CommunityReply {
+            standing: Some(standing_to_wire(&row.standing, row.rank_change)),
+            tasks: tasks
+                .iter()
+                .map(|t| v1::TaskDetail {
+                    task_id: t.id.clone(),
+                    star_key: t.star.clone(),
+                    title: t.title.clone(),
+                    points: t.points,
+                    status: t.status.to_string(),
+                    progress: t.effective_progress(),
+                    owner: t.owner.clone(),
+                    due: t.due.map(|d| d.to_string()).unwrap_or_default(),
+                    veto: t.veto,
+                    earned_hundredths: fivestar_core::earned_hundredths(t),
+                    review_verdict: match t.review.as_ref().map(|r| r.verdict) {
+                        None => String::new(),
+                        Some(fivestar_core::Verdict::Accepted { .. }) => "accepted".into(),
+                        Some(fivestar_core::Verdict::Rejected) => "rejected".into(),
+                    },
+                    review_comment: t
+                        .review
+                        .as_ref()
+                        .map(|r| r.comment.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            lacks: score
+                .stars
+                .iter()
+                .map(|s| v1::StarLack {
+                    star_key: s.key.clone(),
+                    reasons: s.lacks.iter().map(|l| l.to_string()).collect(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn sync_status(
+        &self,
+        request: Request<v1::SyncStatusRequest>,
+    ) -> Result<Response<v1::SyncStatusReply>, Status> {
+        QueryService::caller(&request)?;
+        let peers = self
+            .shared
+            .store
+            .call(|store| store.peers())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(Response::new(v1::SyncStatusReply {
+            devices: peers
+                .into_iter()
+                .map(|p| v1::DeviceStatus {
+                    community_id: p.community.unwrap_or_default(),
+                    device: p.name,
+                    first_seen_unix_ms: p.first_seen_ms,
+                    last_seen_unix_ms: p.last_seen_ms,
+                    last_success_unix_ms: p.last_success_ms.unwrap_or(0),
+                    last_error_class: p.last_error_class.unwrap_or_default(),
+                    last_error_message: p.last_error_message.unwrap_or_default(),
+                    sessions: unsigned(p.sessions),
+                    bytes_in: unsigned(p.bytes_in),
+                    bytes_out: unsigned(p.bytes_out),
+                    changes_received: unsigned(p.changes_received),
+                    node_version: p.node_version.unwrap_or_default(),
+                    unacked_changes: p.unacked_changes.map(unsigned).unwrap_or(0),
+                    oldest_unacked_age_seconds: p
+                        .oldest_unacked_age_seconds
+                        .map(unsigned)
+                        .unwrap_or(0),
+                    clock_skew_ms: p.clock_skew_ms.unwrap_or(0),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn tiers(
+        &self,
+        request: Request<v1::TiersRequest>,
+    ) -> Result<Response<v1::TiersReply>, Status> {
+        QueryService::caller(&request)?;
+        let view = self.view(0).await?;
+        Ok(Response::new(v1::TiersReply {
+            computed_at_unix_ms: view.computed_ms,
+            district: Some(tiers_to_wire(&view.tiers.district)),
+            subdistricts: view
+                .tiers
+                .subdistricts
+                .iter()
+                .map(|(code, name, t)| v1::SubdistrictTiers {
+                    code: code.clone(),
+                    name: name.clone(),
+                    counts: Some(tiers_to_wire(t)),
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn tiers_to_wire(t: &Tiers) -> v1::TierCounts {
+    v1::TierCounts { by_stars: t.by_stars.to_vec(), no_data: t.no_data, stale: t.stale }
+}
+
+fn standing_to_wire(s: &Standing, change: Option<i64>) -> v1::Standing {
+    v1::Standing {
+        community_id: s.community.clone(),
+        community_name: s.name.clone(),
+        subdistrict_code: s.subdistrict.clone(),
+        subdistrict_name: s.subdistrict_name.clone(),
+        kind: s.kind.as_str().to_string(),
+        district_rank: s.district_rank.unwrap_or(0),
+        subdistrict_rank: s.subdistrict_rank.unwrap_or(0),
+        stars: s.stars,
+        total_hundredths: s.total,
+        star_scores: s
+            .star_scores
+            .iter()
+            .map(|c| v1::StarScore {
+                star_key: c.key.clone(),
+                score_hundredths: c.score,
+                earned: c.earned,
+            })
+            .collect(),
+        freshness: match s.freshness {
+            Freshness::Current => v1::Freshness::Current,
+            Freshness::Stale => v1::Freshness::Stale,
+            Freshness::NoData => v1::Freshness::NoData,
+        } as i32,
+        last_sync_unix_ms: s.last_sync_ms.unwrap_or(0),
+        rank_change: change.and_then(|c| i32::try_from(c).ok()),
+    }
 }

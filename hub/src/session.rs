@@ -173,6 +173,8 @@ pub struct Shared {
     pub changes: broadcast::Sender<String>,
     /// The limits in force.
     pub limits: Limits,
+    /// Communities last synced longer ago than this are stale in the standings.
+    pub stale_after: chrono::TimeDelta,
     /// One permit per running session.
     pub sessions: Arc<Semaphore>,
     /// Becomes true when the hub stops.

@@ -5,6 +5,20 @@
 //! `Saved` only after the change is committed to disk. Every mistake comes back as
 //! a [`CliError`]: what is wrong, and a hint of how to fix it.
 
+/// Prints a line to standard output; when the reader has gone away (a closed pipe,
+/// as with `| head`), stops quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(err) = writeln!(stdout, $($arg)*) {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local, NaiveDate, Utc};
@@ -415,7 +429,7 @@ fn init(data_dir: &Path, args: InitArgs) -> Result<(), CliError> {
     };
     // The configuration is written last: its presence means "set up".
     write_file(&config_path, &config.to_toml())?;
-    println!(
+    out!(
         "Set up {} ({}, {}) as device {} in {}.",
         community.name,
         community.id,
@@ -423,9 +437,7 @@ fn init(data_dir: &Path, args: InitArgs) -> Result<(), CliError> {
         args.device,
         data_dir.display()
     );
-    println!(
-        "Next: `fivestar-node template apply` creates the standard's tasks for your community."
-    );
+    out!("Next: `fivestar-node template apply` creates the standard's tasks for your community.");
     Ok(())
 }
 
@@ -504,7 +516,7 @@ impl Node {
         if json {
             print_json(&report);
         } else {
-            println!("Synced with {}: {report}.", config.hub);
+            out!("Synced with {}: {report}.", config.hub);
         }
         Ok(())
     }
@@ -551,7 +563,7 @@ impl Node {
                 let new = NewTask { id: id.clone(), star, title, points, owner, due, note };
                 let title = new.title.clone();
                 self.write(|doc, kind, stamp| Ok(doc.add_task(kind, new, stamp)?))?;
-                println!("Saved: new task {id}: {title}");
+                out!("Saved: new task {id}: {title}");
             }
             TaskCommand::List { star, status, owner, overdue, json } => {
                 if let Some(star) = &star
@@ -606,19 +618,19 @@ impl Node {
                     ));
                 }
                 let task = self.edit(&id, edit)?;
-                println!("Saved: {} is now {} at {}%.", task.id, task.status, task.progress);
+                out!("Saved: {} is now {} at {}%.", task.id, task.status, task.progress);
             }
             TaskCommand::Progress { id, percent } => {
                 let task =
                     self.edit(&id, TaskEdit { progress: Some(percent), ..TaskEdit::default() })?;
-                println!("Saved: {} is now {} at {}%.", task.id, task.status, task.progress);
+                out!("Saved: {} is now {} at {}%.", task.id, task.status, task.progress);
             }
             TaskCommand::Done { id } => {
                 let task = self.edit(
                     &id,
                     TaskEdit { status: Some(TaskStatus::Done), ..TaskEdit::default() },
                 )?;
-                println!("Saved: {} is done.", task.id);
+                out!("Saved: {} is done.", task.id);
             }
             TaskCommand::Fail { id, note } => {
                 let task = self.write(|doc, kind, stamp| {
@@ -635,12 +647,13 @@ impl Node {
                     Ok(doc.task(&id)?)
                 })?;
                 if task.veto {
-                    println!(
+                    out!(
                         "Saved: {} is failed. It is a veto task: star {} cannot be earned while it stays failed.",
-                        task.id, task.star
+                        task.id,
+                        task.star
                     );
                 } else {
-                    println!("Saved: {} is failed.", task.id);
+                    out!("Saved: {} is failed.", task.id);
                 }
             }
             TaskCommand::Note { id, text } => {
@@ -649,12 +662,12 @@ impl Node {
                     doc.add_note(&id, &text, stamp)?;
                     Ok(doc.task(&id)?)
                 })?;
-                println!("Saved: note {} on {}.", task.notes.len(), task.id);
+                out!("Saved: note {} on {}.", task.notes.len(), task.id);
             }
             TaskCommand::Assign { id, owner } => {
                 let task =
                     self.edit(&id, TaskEdit { owner: Some(owner), ..TaskEdit::default() })?;
-                println!("Saved: {} is now {}'s.", task.id, task.owner);
+                out!("Saved: {} is now {}'s.", task.id, task.owner);
             }
         }
         Ok(())
@@ -683,9 +696,9 @@ impl Node {
     fn template_apply(&mut self) -> Result<(), CliError> {
         let created = self.write(|doc, kind, _| Ok(doc.apply_template(kind)?))?;
         if created.is_empty() {
-            println!("The template is applied already: nothing new to create.");
+            out!("The template is applied already: nothing new to create.");
         } else {
-            println!(
+            out!(
                 "Saved: created {} template tasks for {} ({}). `fivestar-node task list` shows them.",
                 created.len(),
                 self.config.community_name,
@@ -720,8 +733,8 @@ impl Node {
                 if lacks.is_empty() { "—".into() } else { lacks.join("; ") },
             ]);
         }
-        println!("{table}");
-        println!(
+        out!("{table}");
+        out!(
             "{} ({}): {} {} star(s), total {} of 500.00",
             self.config.community_name,
             self.config.community,
@@ -730,7 +743,7 @@ impl Node {
             format_points(result.total)
         );
         if !result.ignored_tasks.is_empty() {
-            println!(
+            out!(
                 "Not counted (their star is not one of this kind's): {}",
                 result.ignored_tasks.join(", ")
             );
@@ -763,8 +776,8 @@ impl Node {
                 entry.paths.join("\n"),
             ]);
         }
-        println!("{table}");
-        println!("{} change(s).", entries.len());
+        out!("{table}");
+        out!("{} change(s).", entries.len());
         Ok(())
     }
 
@@ -848,13 +861,13 @@ impl Node {
                 if self.standard.sample { " (SAMPLE, not the district's own)" } else { "" }
             ),
         );
-        println!("{table}");
+        out!("{table}");
         Ok(())
     }
 
     fn print_standard_banner(&self) {
         if self.standard.sample {
-            println!(
+            out!(
                 "Scored against the SAMPLE standard {} (not the district's own rulebook).",
                 self.standard.version
             );
@@ -888,8 +901,8 @@ impl Node {
                 review_text(t),
             ]);
         }
-        println!("{table}");
-        println!("{} task(s).", tasks.len());
+        out!("{table}");
+        out!("{} task(s).", tasks.len());
     }
 
     fn print_task(&self, t: &Task, today: NaiveDate) {
@@ -924,13 +937,13 @@ impl Node {
             "From",
             t.template.clone().map(|k| format!("template {k}")).unwrap_or("own task".into()),
         );
-        println!("{table}");
+        out!("{table}");
         if t.notes.is_empty() {
-            println!("No evidence notes yet.");
+            out!("No evidence notes yet.");
         } else {
-            println!("Evidence notes:");
+            out!("Evidence notes:");
             for (i, note) in t.notes.iter().enumerate() {
-                println!("  {}. {} ({}, {})", i + 1, note.text, note.by, local_time(note.at_ms));
+                out!("  {}. {} ({}, {})", i + 1, note.text, note.by, local_time(note.at_ms));
             }
         }
     }
@@ -1020,7 +1033,7 @@ fn table(header: &[&str]) -> Table {
 
 fn print_json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => out!("{text}"),
         Err(err) => eprintln!("error: cannot render JSON: {err}"),
     }
 }

@@ -16,20 +16,21 @@ pub async fn connect(
     url: &str,
     certs: &Path,
 ) -> Result<SyncClient<Channel>, tonic::transport::Error> {
+    let channel = channel(url, certs).await?;
+    Ok(SyncClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+/// A mutual-TLS channel to the hub, for any of its services.
+pub async fn channel(url: &str, certs: &Path) -> Result<Channel, tonic::transport::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let read = |name: &str| std::fs::read(certs.join(name)).expect("certificate file");
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(read("ca.pem")))
         .identity(Identity::from_pem(read("device.pem"), read("device.key")))
         .domain_name("127.0.0.1");
-    let channel = Endpoint::from_shared(url.to_string())
-        .expect("a valid URL")
-        .tls_config(tls)?
-        .connect()
-        .await?;
-    Ok(SyncClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+    Endpoint::from_shared(url.to_string()).expect("a valid URL").tls_config(tls)?.connect().await
 }
 
 /// An open session after `Hello`.

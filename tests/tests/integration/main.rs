@@ -6,4 +6,5 @@
 
 mod node_cli;
 mod node_crash;
+mod standings;
 mod sync;

@@ -19,6 +19,8 @@ use fivestar_core::{
 use fivestar_store::rusqlite::{OptionalExtension, params};
 use fivestar_store::{DocStore, Schema, StoreError};
 
+pub mod standings;
+
 /// The hub's own tables, after the store's.
 const HUB_MIGRATIONS: &[&str] = &[
     // 1: what the hub knows of each device (or reviewer) that connects.
@@ -41,6 +43,19 @@ const HUB_MIGRATIONS: &[&str] = &[
          oldest_unacked_age_seconds INTEGER,
          clock_skew_ms INTEGER
      ) STRICT;",
+    // 2: standings snapshots, and the standard and registry texts they were made with.
+    "CREATE TABLE texts (sha256 TEXT PRIMARY KEY, text TEXT NOT NULL) STRICT;
+     CREATE TABLE standings_snapshots (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         computed_ms INTEGER NOT NULL,
+         stale_after_ms INTEGER NOT NULL,
+         standard_sha256 TEXT NOT NULL REFERENCES texts (sha256),
+         registry_sha256 TEXT NOT NULL REFERENCES texts (sha256),
+         heads TEXT NOT NULL,
+         last_sync TEXT NOT NULL,
+         rows TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX snapshots_by_time ON standings_snapshots (computed_ms);",
 ];
 
 /// The hub's database schema.
@@ -129,6 +144,45 @@ pub struct PeerHello {
     pub clock_ms: i64,
 }
 
+/// What the hub knows of one device or reviewer that connected.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerStatus {
+    /// `community/device` or `reviewer/name`.
+    pub peer: String,
+    /// The device's community (none for reviewers).
+    pub community: Option<String>,
+    /// The device's or reviewer's name.
+    pub name: String,
+    /// First connection, Unix milliseconds.
+    pub first_seen_ms: i64,
+    /// Latest connection or frame, Unix milliseconds.
+    pub last_seen_ms: i64,
+    /// Latest completed exchange, Unix milliseconds.
+    pub last_success_ms: Option<i64>,
+    /// Latest failure, Unix milliseconds.
+    pub last_error_ms: Option<i64>,
+    /// Its class (`denied`, `invalid`, `too_large`, ...).
+    pub last_error_class: Option<String>,
+    /// Its message.
+    pub last_error_message: Option<String>,
+    /// Sessions opened.
+    pub sessions: i64,
+    /// Sync payload bytes received.
+    pub bytes_in: i64,
+    /// Sync payload bytes sent.
+    pub bytes_out: i64,
+    /// Changes received and stored.
+    pub changes_received: i64,
+    /// The node's software version.
+    pub node_version: Option<String>,
+    /// Changes the node reported as not yet acknowledged.
+    pub unacked_changes: Option<i64>,
+    /// Age of the oldest of them, seconds.
+    pub oldest_unacked_age_seconds: Option<i64>,
+    /// Node clock minus hub clock at connection, milliseconds.
+    pub clock_skew_ms: Option<i64>,
+}
+
 /// The one owner of the hub's database.
 #[derive(Debug)]
 pub struct HubStore {
@@ -136,6 +190,11 @@ pub struct HubStore {
     actor: ActorId,
     registry: Registry,
     standard: Standard,
+    /// SHA-256 of the standard and registry texts in force (kept in `texts`).
+    standard_sha: String,
+    registry_sha: String,
+    /// Scores by community, with the heads they were computed at.
+    scores: standings::ScoreCache,
 }
 
 impl HubStore {
@@ -170,7 +229,17 @@ impl HubStore {
         {
             docs.write(|t| t.save(DISTRICT_DOC, &before, &district, now_ms))??;
         }
-        Ok(HubStore { docs, actor, registry, standard })
+        let standard_sha = standings::remember_text(&docs, standard_toml)?;
+        let registry_sha = standings::remember_text(&docs, registry_toml)?;
+        Ok(HubStore {
+            docs,
+            actor,
+            registry,
+            standard,
+            standard_sha,
+            registry_sha,
+            scores: standings::ScoreCache::default(),
+        })
     }
 
     /// The registry in force.
@@ -417,6 +486,45 @@ impl HubStore {
             .optional()
             .map(Option::flatten)
             .map_err(|e| self.docs.err(e))
+    }
+
+    /// Every peer's status row, problems first is the caller's business: by peer name.
+    pub fn peers(&self) -> Result<Vec<PeerStatus>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare(
+                "SELECT peer, community, name, first_seen_ms, last_seen_ms, last_success_ms,
+                        last_error_ms, last_error_class, last_error_message, sessions, bytes_in,
+                        bytes_out, changes_received, node_version, unacked_changes,
+                        oldest_unacked_age_seconds, clock_skew_ms
+                 FROM peers ORDER BY peer",
+            )
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(PeerStatus {
+                    peer: r.get(0)?,
+                    community: r.get(1)?,
+                    name: r.get(2)?,
+                    first_seen_ms: r.get(3)?,
+                    last_seen_ms: r.get(4)?,
+                    last_success_ms: r.get(5)?,
+                    last_error_ms: r.get(6)?,
+                    last_error_class: r.get(7)?,
+                    last_error_message: r.get(8)?,
+                    sessions: r.get(9)?,
+                    bytes_in: r.get(10)?,
+                    bytes_out: r.get(11)?,
+                    changes_received: r.get(12)?,
+                    node_version: r.get(13)?,
+                    unacked_changes: r.get(14)?,
+                    oldest_unacked_age_seconds: r.get(15)?,
+                    clock_skew_ms: r.get(16)?,
+                })
+            })
+            .map_err(|e| self.docs.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.docs.err(e))
     }
 
     /// Last error of a peer, if any: (class, message).
