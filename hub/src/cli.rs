@@ -78,6 +78,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sync health: one row per community and device, problems first, and a summary.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the standings as one self-contained HTML page.
     Report {
         /// The file to write.
@@ -374,6 +380,25 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
             Ok(())
         }
         Command::Community { id, json } => community(data_dir, config, id, *json),
+        Command::Status { json } => {
+            let store = open_store(data_dir, config)?;
+            let peers = store.peers().map_err(CliError::new)?;
+            let now = Utc::now().timestamp_millis();
+            let (rows, summary) = crate::status::status(
+                store.registry(),
+                &peers,
+                now,
+                config.stale_after().num_milliseconds(),
+            );
+            if *json {
+                let out = serde_json::json!({ "summary": summary, "summary_text": summary.to_string(), "rows": rows });
+                out!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            } else {
+                out!("{}", status_table(&rows));
+                out!("{summary}.");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -555,4 +580,63 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
         args.community
     );
     Ok(())
+}
+
+fn status_table(rows: &[crate::status::StatusRow]) -> String {
+    use comfy_table::{ContentArrangement, Table, presets};
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    table.set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(vec![
+        "Health",
+        "Community",
+        "Device",
+        "Last success",
+        "Last seen",
+        "Sessions",
+        "In",
+        "Out",
+        "Changes",
+        "Backlog",
+        "Version",
+        "Skew",
+        "Last error",
+    ]);
+    for row in rows {
+        let p = row.peer.as_ref();
+        let time = |ms: Option<i64>| ms.map(report::local_time).unwrap_or_else(|| "—".into());
+        table.add_row(vec![
+            row.health.word().to_string(),
+            if row.community.is_empty() {
+                row.community_name.clone()
+            } else {
+                format!("{} ({})", row.community_name, row.community)
+            },
+            row.device.clone().unwrap_or_else(|| "—".into()),
+            time(p.and_then(|p| p.last_success_ms)),
+            time(p.map(|p| p.last_seen_ms)),
+            p.map(|p| p.sessions.to_string()).unwrap_or_default(),
+            p.map(|p| p.bytes_in.to_string()).unwrap_or_default(),
+            p.map(|p| p.bytes_out.to_string()).unwrap_or_default(),
+            p.map(|p| p.changes_received.to_string()).unwrap_or_default(),
+            p.and_then(|p| {
+                p.unacked_changes.map(|n| {
+                    let age = p.oldest_unacked_age_seconds.unwrap_or(0);
+                    if n > 0 { format!("{n} ({age} s)") } else { "0".into() }
+                })
+            })
+            .unwrap_or_default(),
+            p.and_then(|p| p.node_version.clone()).unwrap_or_default(),
+            p.and_then(|p| p.clock_skew_ms)
+                .map(|ms| format!("{:+.1} s", ms as f64 / 1000.0))
+                .unwrap_or_default(),
+            p.and_then(|p| {
+                p.last_error_class
+                    .as_ref()
+                    .map(|c| format!("{c}: {}", p.last_error_message.clone().unwrap_or_default()))
+            })
+            .unwrap_or_default(),
+        ]);
+    }
+    table.to_string()
 }

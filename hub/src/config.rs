@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct HubConfig {
     /// Address the gRPC sync service listens on.
     pub listen: SocketAddr,
+    /// Address of the read-only dashboard, `/metrics` and the JSON API. Keep it on
+    /// localhost unless operators reach it through a trusted network.
+    pub dashboard_listen: SocketAddr,
     /// Names the hub's certificate is valid for (`pki init`): DNS names and IP
     /// addresses nodes use to reach the hub.
     pub hub_names: Vec<String>,
@@ -50,6 +53,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 7080)),
             hub_names: vec!["localhost".into(), "127.0.0.1".into()],
             registry: PathBuf::new(),
             standard: PathBuf::new(),

@@ -11,9 +11,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod observe;
 pub mod pki;
 pub mod report;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod status;
 pub mod store;
+pub mod web;

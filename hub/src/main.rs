@@ -41,7 +41,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!("fivestar hub listening on {} (data in {})", hub.addr, data_dir.display());
+        println!(
+            "fivestar hub listening on {} (data in {}); dashboard and metrics at http://{}/",
+            hub.addr,
+            data_dir.display(),
+            hub.dashboard_addr
+        );
         let stopped = tokio::select! {
             _ = shutdown_signal() => None,
             result = hub.wait() => Some(result),

@@ -329,13 +329,12 @@ pub fn csv(view: &StandingsView) -> Result<String, csv::Error> {
     Ok(String::from_utf8(bytes).unwrap_or_default())
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// One self-contained HTML page: the standings table, the tier counts per subdistrict
-/// as an SVG chart, and when the data is from. Opens with no network.
-pub fn html(view: &StandingsView, standard: &Standard) -> String {
+/// The standings as an HTML table (rows in the view's order).
+pub(crate) fn standings_table_html(view: &StandingsView, standard: &Standard) -> String {
     let mut rows = String::new();
     for row in &view.rows {
         let s = &row.standing;
@@ -374,6 +373,32 @@ pub fn html(view: &StandingsView, standard: &Standard) -> String {
             format!("{}：{}", k.zh(), names.join("、"))
         })
         .collect();
+    format!(
+        r#"<div class="scroll"><table id="standings">
+<thead><tr><th>区排名</th><th>街道排名</th><th>社区</th><th>街道</th><th>类型</th><th>星级</th><th>星1</th><th>星2</th><th>星3</th><th>星4</th><th>星5</th><th>总分</th><th>变化</th><th>最近同步</th><th>状态</th></tr></thead>
+<tbody>
+{rows}</tbody>
+</table></div>
+<p class="meta">星1–星5 {}</p>"#,
+        escape(&legend.join("；"))
+    )
+}
+
+/// The page's shared style: readable in Chinese, usable on a small screen.
+pub(crate) const STYLE: &str = r#"body { font-family: "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; margin: 1rem; color: #222; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 1.5rem; }
+.meta { color: #555; } .warn { color: #a33; font-weight: bold; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; white-space: nowrap; }
+th { background: #f3e6e6; } td.num { text-align: right; } td.stars { color: #c00; }
+tr.stale td { background: #fff6e0; } tr.nodata td { color: #888; } tr.failing td { background: #fde0e0; }
+svg { max-width: 100%; height: auto; } svg text { font-size: 11px; }
+@media (max-width: 600px) { body { margin: 0.5rem; } table { font-size: 0.8rem; } }"#;
+
+/// One self-contained HTML page: the standings table, the tier counts per subdistrict
+/// as an SVG chart, and when the data is from. Opens with no network.
+pub fn html(view: &StandingsView, standard: &Standard) -> String {
     let fresh = view.rows.iter().filter(|r| r.standing.freshness == Freshness::Current).count();
     let stale = view.rows.iter().filter(|r| r.standing.freshness == Freshness::Stale).count();
     let none = view.rows.iter().filter(|r| r.standing.freshness == Freshness::NoData).count();
@@ -385,14 +410,7 @@ pub fn html(view: &StandingsView, standard: &Standard) -> String {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>魏都区“五星支部”创建排名 — Weidu District Five-Star standings</title>
 <style>
-body {{ font-family: "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; margin: 1.5rem; color: #222; }}
-h1 {{ font-size: 1.4rem; }} h2 {{ font-size: 1.1rem; margin-top: 2rem; }}
-.meta {{ color: #555; }} .warn {{ color: #a33; font-weight: bold; }}
-table {{ border-collapse: collapse; font-size: 0.9rem; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; }}
-th {{ background: #f3e6e6; }} td.num {{ text-align: right; }} td.stars {{ color: #c00; }}
-tr.stale td {{ background: #fff6e0; }} tr.nodata td {{ color: #888; }}
-svg text {{ font-size: 11px; }}
+{STYLE}
 </style>
 </head>
 <body>
@@ -402,30 +420,30 @@ svg text {{ font-size: 11px; }}
 <h2>各街道星级分布 Stars per subdistrict</h2>
 {chart}
 <h2>排名 Standings</h2>
-<table>
-<thead><tr><th>区排名</th><th>街道排名</th><th>社区</th><th>街道</th><th>类型</th><th>星级</th><th>星1</th><th>星2</th><th>星3</th><th>星4</th><th>星5</th><th>总分</th><th>变化</th><th>最近同步</th><th>状态</th></tr></thead>
-<tbody>
-{rows}</tbody>
-</table>
-<p class="meta">星1–星5 {legend}</p>
+{table}
 </body>
 </html>
 "#,
         time = local_time(view.computed_ms),
         snapshot = view.snapshot.map(|s| format!("（快照 {s}）")).unwrap_or_default(),
         version = escape(&view.standard_version),
-        warning = if view.sample_standard {
-            "<p class=\"warn\">注意：使用的是示例标准，不是区里的正式标准。 SAMPLE standard, not the district's own.</p>"
-        } else {
-            ""
-        },
+        warning = sample_warning(view),
         chart = tier_chart(&view.tiers),
-        legend = escape(&legend.join("；")),
+        table = standings_table_html(view, standard),
     )
 }
 
+/// The warning shown while the sample standard is in force.
+pub(crate) fn sample_warning(view: &StandingsView) -> &'static str {
+    if view.sample_standard {
+        "<p class=\"warn\">注意：使用的是示例标准，不是区里的正式标准。 SAMPLE standard, not the district's own.</p>"
+    } else {
+        ""
+    }
+}
+
 /// Stacked horizontal bars: one per subdistrict, segments for 5★ down to 0★ and no data.
-fn tier_chart(summary: &TierSummary) -> String {
+pub(crate) fn tier_chart(summary: &TierSummary) -> String {
     const COLORS: [&str; 7] =
         ["#7f0000", "#b30000", "#e34a33", "#fc8d59", "#fdbb84", "#fdd49e", "#d9d9d9"];
     const LABELS: [&str; 7] = ["5★", "4★", "3★", "2★", "1★", "0★", "无数据"];

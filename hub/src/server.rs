@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::HubConfig;
+use crate::observe;
 use crate::pki::Pki;
 use crate::service::{QueryService, SyncService};
 use crate::session::Shared;
@@ -82,6 +83,8 @@ pub enum ServeError {
 pub struct HubHandle {
     /// The address it listens on (useful when the configuration said port 0).
     pub addr: SocketAddr,
+    /// The dashboard's address.
+    pub dashboard_addr: SocketAddr,
     /// The hub's store, for in-process callers (tests, the simulation).
     pub store: StoreThread<HubStore>,
     shutdown: watch::Sender<bool>,
@@ -165,6 +168,13 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
 
     let limit = config.limits.max_message_bytes.saturating_mul(2).max(1024 * 1024);
     let query = QueryServer::new(QueryService::new(shared.clone()));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SyncServer<SyncService>>().await;
+    health.set_serving::<QueryServer<QueryService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fivestar_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Tls(format!("gRPC reflection: {e}")))?;
     let service = SyncServer::new(SyncService::new(shared))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
@@ -175,14 +185,33 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(service)
             .add_service(query)
+            .add_service(health_service)
+            .add_service(reflection)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             })
             .await
             .map_err(ServeError::from)
     });
-    tracing::info!(%addr, data_dir = %data_dir.display(), "hub listening");
-    Ok(HubHandle { addr, store, shutdown, server })
+    let web_listener = TcpListener::bind(config.dashboard_listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.dashboard_listen, source })?;
+    let dashboard_addr = web_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr: config.dashboard_listen, source })?;
+    let metrics = observe::install();
+    let web_store = store.clone();
+    let web_stop = shutdown_rx.clone();
+    let stale_after = config.stale_after();
+    tokio::spawn(async move {
+        if let Err(err) =
+            crate::web::serve(web_listener, web_store, metrics, stale_after, web_stop).await
+        {
+            tracing::error!(error = %err, "the dashboard stopped");
+        }
+    });
+    tracing::info!(%addr, dashboard = %crate::web::describe(dashboard_addr), data_dir = %data_dir.display(), "hub listening");
+    Ok(HubHandle { addr, dashboard_addr, store, shutdown, server })
 }
 
 type Conn = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>;
@@ -239,10 +268,15 @@ async fn watch_store(
         _ => return,
     };
     let refresh = move |s: &mut HubStore| {
-        s.refresh_standings(chrono::Utc::now().timestamp_millis(), stale_after)
+        let started = std::time::Instant::now();
+        let result = s.refresh_standings(chrono::Utc::now().timestamp_millis(), stale_after);
+        metrics::histogram!(observe::RESCORE_SECONDS).record(started.elapsed().as_secs_f64());
+        result.map(|(_, rows)| rows)
     };
-    if let Ok(Err(err)) = store.call(refresh).await {
-        tracing::warn!(error = %err, "cannot compute the standings");
+    match store.call(refresh).await {
+        Ok(Ok(rows)) => record_standings(&rows),
+        Ok(Err(err)) => tracing::warn!(error = %err, "cannot compute the standings"),
+        Err(_) => return,
     }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut ticks: u64 = 0;
@@ -270,11 +304,30 @@ async fn watch_store(
         };
         if written || ticks.is_multiple_of(25) {
             match store.call(refresh).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(rows)) => record_standings(&rows),
                 Ok(Err(err)) => tracing::warn!(error = %err, "cannot compute the standings"),
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// Sets the per-community gauges from a standings table.
+fn record_standings(rows: &[fivestar_core::Standing]) {
+    let mut counts = [0_u32; 3];
+    for row in rows {
+        if let Some(ms) = row.last_sync_ms {
+            metrics::gauge!(observe::LAST_SYNC, "community" => row.community.clone())
+                .set(ms as f64 / 1000.0);
+        }
+        counts[match row.freshness {
+            fivestar_core::Freshness::Current => 0,
+            fivestar_core::Freshness::Stale => 1,
+            fivestar_core::Freshness::NoData => 2,
+        }] += 1;
+    }
+    for (label, count) in ["current", "stale", "no_data"].into_iter().zip(counts) {
+        metrics::gauge!(observe::COMMUNITIES, "freshness" => label).set(f64::from(count));
     }
 }
 

@@ -54,6 +54,7 @@ impl SyncApi for SyncService {
                     "the client certificate carries no fivestar identity (urn:fivestar:...)",
                 )
             })?;
+        let addr = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let inbound = request.into_inner().map(|frame| match frame {
             Ok(frame) => from_wire(frame),
             Err(status) if status.code() == Code::OutOfRange => {
@@ -62,7 +63,7 @@ impl SyncApi for SyncService {
             Err(status) => Err(SessionError::Protocol(status.message().to_string())),
         });
         let (out, frames) = mpsc::channel(64);
-        tokio::spawn(session::run(self.shared.clone(), writer, Box::pin(inbound), out));
+        tokio::spawn(session::run(self.shared.clone(), writer, addr, Box::pin(inbound), out));
         let stream = ReceiverStream::new(frames).map(|item| item.map(to_wire).map_err(to_status));
         Ok(Response::new(Box::pin(stream)))
     }

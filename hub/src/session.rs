@@ -189,6 +189,7 @@ fn now_ms() -> i64 {
 pub async fn run(
     shared: Arc<Shared>,
     writer: Writer,
+    addr: String,
     mut inbound: impl Stream<Item = Result<Inbound, SessionError>> + Unpin,
     out: mpsc::Sender<Result<Outbound, SessionError>>,
 ) {
@@ -199,6 +200,7 @@ pub async fn run(
             return;
         }
     };
+    metrics::counter!(crate::observe::SESSIONS).increment(1);
     let mut session = Session {
         shared: shared.clone(),
         writer: writer.clone(),
@@ -208,8 +210,14 @@ pub async fn run(
         bytes_in: 0,
         bytes_out: 0,
         changes_in: 0,
+        connected: false,
+        messages_this_turn: 0,
     };
-    let span = tracing::info_span!("sync_session", peer = %peer_name(&writer));
+    let (community, device) = match &writer {
+        Writer::Device { community, device } => (community.clone(), device.clone()),
+        Writer::Reviewer { name } => (String::new(), format!("reviewer {name}")),
+    };
+    let span = tracing::info_span!("sync_session", %community, %device, %addr);
     tracing::Instrument::instrument(
         async move {
             let result = session.run(&mut inbound).await;
@@ -229,6 +237,9 @@ struct Session {
     bytes_in: u64,
     bytes_out: u64,
     changes_in: u64,
+    connected: bool,
+    /// Sync messages in the node's current turn.
+    messages_this_turn: u64,
 }
 
 impl Session {
@@ -262,13 +273,18 @@ impl Session {
                     }
                     Some(Ok(Inbound::Sync { doc_id, message })) => {
                         deadline = tokio::time::Instant::now() + idle;
+                        self.messages_this_turn += 1;
                         self.receive(doc_id, message).await?;
                     }
                     Some(Ok(Inbound::Idle(turn))) => {
                         deadline = tokio::time::Instant::now() + idle;
                         let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
-                        self.turn(&docs, Some(turn)).await?;
-                        self.record(true).await?;
+                        let said = self.turn(&docs, Some(turn)).await?;
+                        // Agreement: the node had nothing to say, and neither had the hub.
+                        // Only that counts as a successful sync.
+                        let agreed = self.messages_this_turn == 0 && said == 0;
+                        self.messages_this_turn = 0;
+                        self.record(agreed).await?;
                     }
                 },
                 changed = changes.recv() => match changed {
@@ -329,6 +345,8 @@ impl Session {
             .await??;
         self.grants = grants.clone();
         tracing::info!(documents = grants.len(), "session started");
+        metrics::gauge!(crate::observe::CONNECTED).increment(1.0);
+        self.connected = true;
         self.send(Outbound::Welcome { hub_time_ms: now_ms(), grants }).await
     }
 
@@ -348,6 +366,7 @@ impl Session {
         let mut state = self.states.remove(&doc_id).unwrap_or_default();
         let writer = self.writer.clone();
         let id = doc_id.clone();
+        let started = std::time::Instant::now();
         let (state, received) = self
             .shared
             .store
@@ -356,10 +375,14 @@ impl Session {
                 (state, received)
             })
             .await?;
+        metrics::histogram!(crate::observe::MERGE_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::counter!(crate::observe::BYTES, "direction" => "in")
+            .increment(message.len() as u64);
         self.states.insert(doc_id.clone(), state);
         let received = received?;
         if received.changes > 0 {
             self.changes_in += received.changes as u64;
+            metrics::counter!(crate::observe::CHANGES).increment(received.changes as u64);
             tracing::info!(doc = %doc_id, changes = received.changes, "stored changes");
             // Other sessions learn of it from the store watcher, like any other write.
         }
@@ -368,7 +391,11 @@ impl Session {
 
     /// The hub's turn: what it has to say about `docs`, then Idle. A reply to node
     /// turn `answering` also acknowledges the stored heads of every document.
-    async fn turn(&mut self, docs: &[String], answering: Option<u64>) -> Result<(), SessionError> {
+    async fn turn(
+        &mut self,
+        docs: &[String],
+        answering: Option<u64>,
+    ) -> Result<usize, SessionError> {
         let acks = answering.is_some();
         let mut states: Vec<(String, State)> =
             docs.iter().map(|d| (d.clone(), self.states.remove(d).unwrap_or_default())).collect();
@@ -390,14 +417,18 @@ impl Session {
             })
             .await??;
         self.states.extend(states);
+        let said = messages.len();
         for (doc_id, message) in messages {
             self.bytes_out += message.len() as u64;
+            metrics::counter!(crate::observe::BYTES, "direction" => "out")
+                .increment(message.len() as u64);
             self.send(Outbound::Sync { doc_id, message }).await?;
         }
         for (doc_id, heads) in heads {
             self.send(Outbound::Ack { doc_id, heads }).await?;
         }
-        self.send(Outbound::Idle(answering.unwrap_or(0))).await
+        self.send(Outbound::Idle(answering.unwrap_or(0))).await?;
+        Ok(said)
     }
 
     async fn record(&mut self, success: bool) -> Result<(), SessionError> {
@@ -438,10 +469,14 @@ impl Session {
             tracing::warn!(error = %err, "sync states not saved");
         }
         let _ = self.record(false).await;
+        if self.connected {
+            metrics::gauge!(crate::observe::CONNECTED).decrement(1.0);
+        }
         match result {
             Ok(()) => tracing::info!("session ended"),
             Err(err) => {
                 tracing::warn!(error = %err, class = err.class(), "session refused");
+                metrics::counter!(crate::observe::ERRORS, "class" => err.class()).increment(1);
                 let (community, name) = match &self.writer {
                     Writer::Device { community, device } => {
                         (Some(community.clone()), device.clone())

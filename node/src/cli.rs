@@ -52,6 +52,9 @@ pub struct Cli {
     /// Default: the FIVESTAR_NODE_DIR variable, else fivestar-node in your data folder.
     #[arg(long, global = true, env = "FIVESTAR_NODE_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Write `run`'s logs as JSON lines instead of readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -352,7 +355,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 Command::History { task, json } => node.history(task.as_deref(), json.json),
                 Command::Status(JsonArg { json }) => node.status(json),
                 Command::Sync(JsonArg { json }) => node.sync(&data_dir, json),
-                Command::Run => node.run_daemon(&data_dir),
+                Command::Run => node.run_daemon(&data_dir, cli.log_json),
             }
         }
     }
@@ -521,14 +524,15 @@ impl Node {
         Ok(())
     }
 
-    fn run_daemon(self, data_dir: &Path) -> Result<(), CliError> {
+    fn run_daemon(self, data_dir: &Path, json: bool) -> Result<(), CliError> {
         let Node { config, store, .. } = self;
-        init_logging();
+        init_logging(json);
         let runtime = Node::runtime()?;
         runtime.block_on(async {
             let store = StoreThread::spawn("node-store", store)
                 .map_err(|e| CliError::new(format!("cannot start the store thread: {e}")))?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
+            serve_metrics(&config.sync.metrics_listen, stopped.clone()).await;
             tracing::info!(hub = %config.hub, community = %config.community, device = %config.device, "node running; Ctrl-C stops it");
             let daemon = tokio::spawn(crate::sync::run_daemon(store, config, data_dir.to_path_buf(), stopped));
             let _ = tokio::signal::ctrl_c().await;
@@ -994,15 +998,71 @@ fn sync_error(err: crate::sync::SyncError) -> CliError {
     CliError::new(err.to_string()).hint(hint)
 }
 
-fn init_logging() {
+/// Serves `/metrics` for Prometheus while the daemon runs; a taken port or an empty
+/// address leaves the node syncing without metrics.
+async fn serve_metrics(listen: &str, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    if listen.trim().is_empty() {
+        return;
+    }
+    let handle = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => handle,
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics are off");
+            return;
+        }
+    };
+    for (name, help) in [
+        (crate::sync::names::ROUNDS, "Sync rounds, by result."),
+        (crate::sync::names::ERRORS, "Failed sync rounds, by class."),
+        (crate::sync::names::BYTES, "Sync payload bytes, by direction."),
+        (crate::sync::names::CHANGES, "Changes received from the hub and stored."),
+    ] {
+        metrics::describe_counter!(name, help);
+    }
+    metrics::describe_gauge!(
+        crate::sync::names::UNACKED,
+        "Local changes not yet acknowledged by the hub."
+    );
+    metrics::describe_gauge!(crate::sync::names::LAST_SYNC, "Last successful sync, Unix time.");
+    metrics::describe_gauge!(crate::sync::names::CONNECTED, "1 while connected to the hub.");
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(%listen, error = %err, "cannot serve metrics; syncing without them");
+            return;
+        }
+    };
+    tracing::info!(address = %listen, "metrics at /metrics");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    handle.render(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
+}
+
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.with_ansi(ansi).try_init() };
 }
 
 fn review_text(t: &Task) -> String {

@@ -58,6 +58,9 @@ pub struct SyncSettings {
     pub keepalive_seconds: u64,
     /// The largest sync message the node sends or accepts, bytes (match the hub's).
     pub max_message_bytes: usize,
+    /// Where `fivestar-node run` serves Prometheus metrics (`/metrics`); empty to turn
+    /// them off. If the port is taken, the node logs a warning and syncs anyway.
+    pub metrics_listen: String,
 }
 
 impl Default for SyncSettings {
@@ -70,6 +73,7 @@ impl Default for SyncSettings {
             connect_timeout_seconds: 10,
             keepalive_seconds: 30,
             max_message_bytes: 16 * 1024 * 1024,
+            metrics_listen: "127.0.0.1:9465".into(),
         }
     }
 }

@@ -252,6 +252,7 @@ pub async fn run_daemon(
             return;
         }
         let connected = run_connected(&store, &config, &data_dir, &mut shutdown).await;
+        metrics::gauge!(names::CONNECTED).set(0.0);
         match connected {
             Ok(()) => return,
             Err((err, settled)) => {
@@ -305,6 +306,7 @@ async fn run_connected(
             return Err((err, false));
         }
     };
+    metrics::gauge!(names::CONNECTED).set(1.0);
     let first = session.round().await;
     finish(store, attempt, &first.as_ref().map(Clone::clone).map_err(SyncError::clone_message))
         .await;
@@ -372,7 +374,52 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// Metric names of the node (Prometheus conventions).
+pub mod names {
+    /// Sync rounds, by `result` (ok, error).
+    pub const ROUNDS: &str = "fivestar_node_sync_rounds_total";
+    /// Failed rounds by `class` (unreachable, certificate, refused, protocol, store).
+    pub const ERRORS: &str = "fivestar_node_sync_errors_total";
+    /// Sync payload bytes, by `direction` (in, out).
+    pub const BYTES: &str = "fivestar_node_sync_bytes_total";
+    /// Changes received from the hub and stored.
+    pub const CHANGES: &str = "fivestar_node_changes_received_total";
+    /// This device's changes the hub has not acknowledged.
+    pub const UNACKED: &str = "fivestar_node_unacknowledged_changes";
+    /// Last successful round, Unix seconds.
+    pub const LAST_SYNC: &str = "fivestar_node_last_sync_timestamp_seconds";
+    /// 1 while connected to the hub.
+    pub const CONNECTED: &str = "fivestar_node_connected";
+}
+
+impl SyncError {
+    /// A short class name for metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SyncError::Certificate { .. } | SyncError::CertificateRefused(_) => "certificate",
+            SyncError::BadAddress(_) | SyncError::Unreachable { .. } => "unreachable",
+            SyncError::Refused { .. } => "refused",
+            SyncError::Protocol(_) => "protocol",
+            SyncError::Store(_) => "store",
+        }
+    }
+}
+
 async fn finish(store: &StoreThread<Store>, attempt: i64, result: &Result<RoundReport, SyncError>) {
+    match result {
+        Ok(report) => {
+            metrics::counter!(names::ROUNDS, "result" => "ok").increment(1);
+            metrics::counter!(names::BYTES, "direction" => "out").increment(report.bytes_sent);
+            metrics::counter!(names::BYTES, "direction" => "in").increment(report.bytes_received);
+            metrics::counter!(names::CHANGES).increment(report.changes_received);
+            metrics::gauge!(names::UNACKED).set(report.unacknowledged as f64);
+            metrics::gauge!(names::LAST_SYNC).set(now_ms() as f64 / 1000.0);
+        }
+        Err(err) => {
+            metrics::counter!(names::ROUNDS, "result" => "error").increment(1);
+            metrics::counter!(names::ERRORS, "class" => err.class()).increment(1);
+        }
+    }
     let (summary, error) = match result {
         Ok(report) => (Some(report.to_string()), None),
         Err(err) => (None, Some(err.to_string())),

@@ -206,6 +206,7 @@ impl NodeDir {
 pub struct Hub {
     dir: TempDir,
     port: u16,
+    dashboard_port: u16,
     child: Option<Child>,
 }
 
@@ -214,12 +215,15 @@ impl Hub {
     pub fn new(extra: &str) -> Hub {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
+        let dashboard_port = free_port();
         std::fs::write(
             dir.path().join("hub.toml"),
-            format!("listen = \"127.0.0.1:{port}\"\n{extra}\n"),
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndashboard_listen = \"127.0.0.1:{dashboard_port}\"\n{extra}\n"
+            ),
         )
         .expect("hub.toml written");
-        let hub = Hub { dir, port, child: None };
+        let hub = Hub { dir, port, dashboard_port, child: None };
         hub.ok(&["pki", "init"]);
         hub
     }
@@ -239,6 +243,11 @@ impl Hub {
     /// The address nodes use.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The dashboard's address, `127.0.0.1:PORT`.
+    pub fn dashboard(&self) -> String {
+        format!("127.0.0.1:{}", self.dashboard_port)
     }
 
     /// A `fivestar-hub` command for this data directory.
@@ -356,4 +365,37 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     check()
+}
+
+/// A plain HTTP/1.0 GET on loopback; returns the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+/// Runs `promtool check metrics` on an exposition; returns its verdict and output.
+pub fn promtool_check_metrics(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus; .ci/run installs it)");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("promtool reads");
+    let output = child.wait_with_output().expect("promtool finishes");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), said)
 }

@@ -85,12 +85,12 @@ impl HubStore {
     }
 
     /// Computes the standings and records a snapshot if the table changed. Returns
-    /// the new snapshot's id, if one was recorded.
+    /// the new snapshot's id (if one was recorded) and the table.
     pub fn refresh_standings(
         &mut self,
         now_ms: i64,
         stale_after: TimeDelta,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<(Option<i64>, Vec<Standing>), StoreError> {
         let (rows, heads) = self.current_standings(now_ms, stale_after)?;
         if let Some(latest) = self.snapshot_at(None)? {
             let same = latest.rows.len() == rows.len()
@@ -98,7 +98,7 @@ impl HubStore {
                 && latest.standard_sha256 == self.standard_sha
                 && latest.registry_sha256 == self.registry_sha;
             if same {
-                return Ok(None);
+                return Ok((None, rows));
             }
         }
         let heads: BTreeMap<String, Vec<String>> = heads
@@ -125,7 +125,7 @@ impl HubStore {
             .map_err(|e| self.docs.err(e))?;
         let id = self.docs.conn().last_insert_rowid();
         tracing::info!(snapshot = id, "standings changed; snapshot recorded");
-        Ok(Some(id))
+        Ok((Some(id), rows))
     }
 
     /// The newest snapshot at or before `at_ms` (the newest of all when `None`).

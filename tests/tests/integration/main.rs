@@ -6,5 +6,6 @@
 
 mod node_cli;
 mod node_crash;
+mod operators;
 mod standings;
 mod sync;

@@ -1,0 +1,58 @@
+//! Metrics: names in one place, following Prometheus conventions (`_total` counters,
+//! `_seconds` and `_bytes` units), and the recorder the `/metrics` endpoint renders.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Sync sessions opened.
+pub const SESSIONS: &str = "fivestar_hub_sync_sessions_total";
+/// Sessions that ended in an error, by `class` (denied, invalid, too_large, ...).
+pub const ERRORS: &str = "fivestar_hub_sync_errors_total";
+/// Sync payload bytes, by `direction` (in, out).
+pub const BYTES: &str = "fivestar_hub_sync_bytes_total";
+/// Changes received from nodes and stored.
+pub const CHANGES: &str = "fivestar_hub_changes_applied_total";
+/// Time to check and store one incoming sync message.
+pub const MERGE_SECONDS: &str = "fivestar_hub_merge_duration_seconds";
+/// Time to refresh the standings (rescore what changed, rank all).
+pub const RESCORE_SECONDS: &str = "fivestar_hub_rescore_duration_seconds";
+/// Devices connected right now.
+pub const CONNECTED: &str = "fivestar_hub_connected_devices";
+/// Each community's last successful sync, Unix seconds, by `community`.
+pub const LAST_SYNC: &str = "fivestar_hub_community_last_sync_timestamp_seconds";
+/// Communities by freshness (`current`, `stale`, `no_data`).
+pub const COMMUNITIES: &str = "fivestar_hub_communities";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (`None` if another
+/// recorder was installed first, e.g. by an embedding program).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(SESSIONS, "Sync sessions opened by nodes.");
+    describe_counter!(ERRORS, "Sync sessions that ended in an error, by class.");
+    describe_counter!(BYTES, Unit::Bytes, "Automerge sync payload bytes, by direction.");
+    describe_counter!(CHANGES, "Changes received from nodes and stored.");
+    describe_histogram!(MERGE_SECONDS, Unit::Seconds, "Time to check and store one sync message.");
+    describe_histogram!(RESCORE_SECONDS, Unit::Seconds, "Time to refresh the standings.");
+    describe_gauge!(CONNECTED, "Devices connected now.");
+    describe_gauge!(LAST_SYNC, Unit::Seconds, "Last successful sync of each community, Unix time.");
+    describe_gauge!(COMMUNITIES, "Communities by freshness of their data.");
+}
