@@ -212,6 +212,7 @@ pub async fn run(
         changes_in: 0,
         connected: false,
         messages_this_turn: 0,
+        pending: BTreeMap::new(),
     };
     let (community, device) = match &writer {
         Writer::Device { community, device } => (community.clone(), device.clone()),
@@ -240,6 +241,8 @@ struct Session {
     connected: bool,
     /// Sync messages in the node's current turn.
     messages_this_turn: u64,
+    /// Per document, change chunks still waiting for their parents (see `HubStore::receive`).
+    pending: BTreeMap<String, Vec<Vec<u8>>>,
 }
 
 impl Session {
@@ -364,17 +367,25 @@ impl Session {
             detail: e.to_string(),
         })?;
         let mut state = self.states.remove(&doc_id).unwrap_or_default();
+        let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
         let writer = self.writer.clone();
         let id = doc_id.clone();
         let started = std::time::Instant::now();
-        let (state, received) = self
+        let (state, pending, received) = self
             .shared
             .store
             .call(move |store| {
-                let received = store.receive(&writer, &id, &mut state, decoded, now_ms());
-                (state, received)
+                let received =
+                    store.receive(&writer, &id, &mut state, &mut pending, decoded, now_ms());
+                (state, pending, received)
             })
             .await?;
+        if pending.iter().map(Vec::len).sum::<usize>() > self.shared.limits.max_message_bytes {
+            return Err(SessionError::Protocol(format!(
+                "too many changes for {doc_id} arrived without their parents"
+            )));
+        }
+        self.pending.insert(doc_id.clone(), pending);
         metrics::histogram!(crate::observe::MERGE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::counter!(crate::observe::BYTES, "direction" => "in")
             .increment(message.len() as u64);
@@ -397,16 +408,21 @@ impl Session {
         answering: Option<u64>,
     ) -> Result<usize, SessionError> {
         let acks = answering.is_some();
-        let mut states: Vec<(String, State)> =
-            docs.iter().map(|d| (d.clone(), self.states.remove(d).unwrap_or_default())).collect();
+        let mut states: Vec<(String, State, Vec<Vec<u8>>)> = docs
+            .iter()
+            .map(|d| {
+                let pending = self.pending.get(d).cloned().unwrap_or_default();
+                (d.clone(), self.states.remove(d).unwrap_or_default(), pending)
+            })
+            .collect();
         let (states, messages, heads) = self
             .shared
             .store
             .call(move |store| -> Result<_, StoreError> {
                 let mut messages = Vec::new();
                 let mut heads = Vec::new();
-                for (doc_id, state) in states.iter_mut() {
-                    if let Some(message) = store.generate(doc_id, state)? {
+                for (doc_id, state, pending) in states.iter_mut() {
+                    if let Some(message) = store.generate(doc_id, state, pending)? {
                         messages.push((doc_id.clone(), message.encode()));
                     }
                     if acks {
@@ -416,7 +432,7 @@ impl Session {
                 Ok((states, messages, heads))
             })
             .await??;
-        self.states.extend(states);
+        self.states.extend(states.into_iter().map(|(doc_id, state, _)| (doc_id, state)));
         let said = messages.len();
         for (doc_id, message) in messages {
             self.bytes_out += message.len() as u64;

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use automerge::ChangeHash;
 use automerge::sync::{Message, State, SyncDoc};
+use automerge::{ChangeHash, ReadDoc};
 use fivestar_proto::v1::{
     self, HubFrame, NodeFrame, hub_frame, node_frame, sync_client::SyncClient,
 };
@@ -466,6 +466,8 @@ struct Session {
     inbound: Streaming<HubFrame>,
     docs: Vec<String>,
     states: BTreeMap<String, State>,
+    /// Per document, change chunks from the hub still waiting for their parents.
+    pending: BTreeMap<String, Vec<Vec<u8>>>,
     turn: u64,
     messages_this_hub_turn: u64,
     report: RoundReport,
@@ -534,6 +536,7 @@ impl Session {
             inbound,
             docs,
             states,
+            pending: BTreeMap::new(),
             turn: 0,
             messages_this_hub_turn: 0,
             report: RoundReport::default(),
@@ -564,17 +567,23 @@ impl Session {
 
     /// Sends what the node has to say about each document, then Idle.
     async fn node_turn(&mut self) -> Result<u64, SyncError> {
-        let mut states: Vec<(String, State)> = self
+        let mut states: Vec<(String, State, Vec<Vec<u8>>)> = self
             .docs
             .iter()
-            .map(|d| (d.clone(), self.states.remove(d).unwrap_or_default()))
+            .map(|d| {
+                let pending = self.pending.get(d).cloned().unwrap_or_default();
+                (d.clone(), self.states.remove(d).unwrap_or_default(), pending)
+            })
             .collect();
         let (states, messages) = self
             .store
             .call(move |s| -> Result<_, fivestar_store::StoreError> {
                 let mut messages = Vec::new();
-                for (doc_id, state) in states.iter_mut() {
-                    let doc = s.docs().read(doc_id)?.unwrap_or_default();
+                for (doc_id, state, pending) in states.iter_mut() {
+                    let mut doc = s.docs().read(doc_id)?.unwrap_or_default();
+                    for chunk in pending.iter() {
+                        let _ = doc.load_incremental(chunk);
+                    }
                     if let Some(message) = doc.generate_sync_message(state) {
                         messages.push((doc_id.clone(), message.encode()));
                     }
@@ -582,7 +591,7 @@ impl Session {
                 Ok((states, messages))
             })
             .await??;
-        self.states.extend(states);
+        self.states.extend(states.into_iter().map(|(doc_id, state, _)| (doc_id, state)));
         let sent = messages.len() as u64;
         for (doc_id, message) in messages {
             if message.len() > self.max_message_bytes {
@@ -630,15 +639,17 @@ impl Session {
                 })?;
                 let doc_id = sync.document_id;
                 let mut state = self.states.remove(&doc_id).unwrap_or_default();
+                let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
                 let id = doc_id.clone();
-                let (state, applied) = self
+                let (state, pending, applied) = self
                     .store
                     .call(move |s| {
-                        let applied = apply(s, &id, &mut state, message);
-                        (state, applied)
+                        let applied = apply(s, &id, &mut state, &mut pending, message);
+                        (state, pending, applied)
                     })
                     .await?;
-                self.states.insert(doc_id, state);
+                self.states.insert(doc_id.clone(), state);
+                self.pending.insert(doc_id, pending);
                 self.report.changes_received += applied? as u64;
                 Ok(Event::Message)
             }
@@ -683,19 +694,31 @@ impl Session {
 }
 
 /// Applies a message from the hub to a stored document, durably. Returns how many new
-/// changes it brought.
+/// changes it brought. `pending` keeps, across the session, change chunks that arrived
+/// before their parents, so they are not lost with the copy of the document and the
+/// next message asks for the parents.
 fn apply(
     store: &mut Store,
     doc_id: &str,
     state: &mut State,
+    pending: &mut Vec<Vec<u8>>,
     message: Message,
 ) -> Result<usize, SyncError> {
     store.docs().write(|txn| -> Result<usize, SyncError> {
         let mut doc = txn.load(doc_id)?.unwrap_or_default();
         let before = doc.get_heads();
+        for chunk in pending.iter() {
+            let _ = doc.load_incremental(chunk);
+        }
+        let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
         doc.receive_sync_message(state, message).map_err(|e| {
             SyncError::Protocol(format!("the hub's message for {doc_id} does not apply: {e}"))
         })?;
+        if doc.get_missing_deps(&[]).is_empty() {
+            pending.clear();
+        } else {
+            pending.extend(chunks);
+        }
         let new = doc.get_changes(&before).len();
         if new > 0 {
             txn.save(doc_id, &before, &doc, now_ms())?;

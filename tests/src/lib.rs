@@ -16,6 +16,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 pub mod raw;
+pub mod sim;
 
 /// The path of a workspace binary built for this test run.
 pub fn binary(name: &str) -> PathBuf {

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use automerge::sync::{Message, State, SyncDoc};
-use automerge::{ActorId, ChangeHash};
+use automerge::{ActorId, ChangeHash, ReadDoc};
 use fivestar_core::document::validate;
 use fivestar_core::{
     CommunityDoc, Denied, EditError, Kind, Problem, Registry, Review, Stamp, Standard, Writer,
@@ -280,23 +280,35 @@ impl HubStore {
         Ok(self.docs.read(doc_id)?.map(|d| d.get_heads()).unwrap_or_default())
     }
 
-    /// The next sync message for a peer, if there is anything to say.
+    /// The next sync message for a peer, if there is anything to say. `pending` are
+    /// change chunks received in this session that still wait for their parents; they
+    /// are loaded so the message asks for those parents (`need`).
     pub fn generate(
         &mut self,
         doc_id: &str,
         state: &mut State,
+        pending: &[Vec<u8>],
     ) -> Result<Option<Message>, StoreError> {
-        let doc = self.docs.read(doc_id)?.unwrap_or_default();
+        let mut doc = self.docs.read(doc_id)?.unwrap_or_default();
+        for chunk in pending {
+            let _ = doc.load_incremental(chunk);
+        }
         Ok(doc.generate_sync_message(state))
     }
 
     /// Applies a sync message from `writer` after checking it; stores it durably.
     /// On refusal, neither the document nor `state` changes.
+    ///
+    /// `pending` carries, across the messages of one session, the change chunks that
+    /// arrived before their parents (Automerge queues them; the sync protocol then asks
+    /// for the parents). Without it a queued change would be dropped with the copy of
+    /// the document, the parents never asked for, and the session would never settle.
     pub fn receive(
         &mut self,
         writer: &Writer,
         doc_id: &str,
         state: &mut State,
+        pending: &mut Vec<Vec<u8>>,
         message: Message,
         now_ms: i64,
     ) -> Result<Received, Refusal> {
@@ -306,10 +318,15 @@ impl HubStore {
             let current = txn.load(doc_id)?.unwrap_or_default();
             let before = current.get_heads();
             let mut candidate = current.clone();
+            for chunk in pending.iter() {
+                let _ = candidate.load_incremental(chunk);
+            }
+            let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
             let mut next_state = state.clone();
             candidate.receive_sync_message(&mut next_state, message).map_err(|e| {
                 Refusal::Malformed { doc_id: doc_id.to_string(), detail: e.to_string() }
             })?;
+            let waiting = !candidate.get_missing_deps(&[]).is_empty();
             let new = candidate.get_changes(&before);
             if !new.is_empty() {
                 authorize(writer, doc_id, &candidate, &new)?;
@@ -327,6 +344,11 @@ impl HubStore {
                 txn.save(doc_id, &before, &candidate, now_ms)?;
             }
             *state = next_state;
+            if waiting {
+                pending.extend(chunks);
+            } else {
+                pending.clear();
+            }
             Ok(Received { changes: new.len(), heads: candidate.get_heads() })
         })?
     }
