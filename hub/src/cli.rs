@@ -84,6 +84,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a consistent copy of the hub's database (safe while the hub runs).
+    Backup {
+        /// The file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Write the standings as one self-contained HTML page.
     Report {
         /// The file to write.
@@ -380,6 +386,22 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
             Ok(())
         }
         Command::Community { id, json } => community(data_dir, config, id, *json),
+        Command::Backup { out } => {
+            if out.exists() {
+                return Err(CliError::new(format!("{} exists already", out.display()))
+                    .hint("choose a new file name; nothing was written"));
+            }
+            let mut store = open_store(data_dir, config)?;
+            store.docs().backup_to(out).map_err(CliError::new)?;
+            let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+            out!(
+                "Backed up {} to {} ({size} bytes). To restore: stop the hub, copy it over hub.db \
+                 (removing hub.db-wal and hub.db-shm), start the hub. Keep pki/ backed up too.",
+                data_dir.join(DATABASE_FILE).display(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Status { json } => {
             let store = open_store(data_dir, config)?;
             let peers = store.peers().map_err(CliError::new)?;

@@ -321,6 +321,16 @@ impl DocStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Writes a consistent copy of the whole database to `path` (which must not exist)
+    /// while others keep reading and writing: SQLite's `VACUUM INTO`.
+    pub fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
+        let target = path.to_str().ok_or_else(|| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::InvalidPath(path.to_path_buf()),
+        })?;
+        self.conn.execute("VACUUM INTO ?1", [target]).map(|_| ()).map_err(|e| self.err(e))
+    }
+
     /// SQLite's own consistency check; `["ok"]` when sound.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(|e| self.err(e))?;

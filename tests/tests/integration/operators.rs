@@ -225,3 +225,34 @@ fn the_dashboard_loads_in_headless_chromium_with_its_tables() {
         shot.display()
     );
 }
+
+#[test]
+fn a_backup_taken_while_the_hub_runs_restores_the_same_district() {
+    let hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    node.ok(&["task", "done", "a-industry-jobs"]);
+    node.ok(&["sync"]);
+    hub.ok(&["review", "fangou", "a-industry-jobs", "accept", "--reviewer", "王敏"]);
+    let backup = tempfile::tempdir().unwrap();
+    let file = backup.path().join("hub-backup.db");
+    let out = hub.ok(&["backup", "--out", file.to_str().unwrap()]);
+    assert!(out.contains("Backed up"), "{out}");
+    let err = hub.fail(&["backup", "--out", file.to_str().unwrap()]);
+    assert!(err.contains("exists already"), "{err}");
+    // Restore into a fresh hub: its database and PKI.
+    let mut restored = Hub::new("");
+    std::fs::copy(&file, restored.path().join("hub.db")).unwrap();
+    for name in ["ca.pem", "ca.key", "hub.pem", "hub.key", "crl.pem", "issued.json"] {
+        std::fs::copy(hub.path().join("pki").join(name), restored.path().join("pki").join(name))
+            .unwrap();
+    }
+    restored.start();
+    let before: Value = serde_json::from_str(&hub.ok(&["community", "fangou", "--json"])).unwrap();
+    let after: Value =
+        serde_json::from_str(&restored.ok(&["community", "fangou", "--json"])).unwrap();
+    assert_eq!(before["tasks"], after["tasks"]);
+    assert_eq!(after["score"]["total"], before["score"]["total"]);
+    let review =
+        after["tasks"].as_array().unwrap().iter().find(|t| t["id"] == "a-industry-jobs").unwrap();
+    assert_eq!(review["review"]["verdict"], "accepted");
+}
