@@ -60,7 +60,7 @@ impl SyncApi for SyncService {
             Err(status) if status.code() == Code::OutOfRange => {
                 Err(SessionError::Protocol(format!("a frame is too large: {}", status.message())))
             }
-            Err(status) => Err(SessionError::Protocol(status.message().to_string())),
+            Err(status) => Err(SessionError::Disconnected(status.message().to_string())),
         });
         let (out, frames) = mpsc::channel(64);
         tokio::spawn(session::run(self.shared.clone(), writer, addr, Box::pin(inbound), out));
@@ -125,7 +125,7 @@ pub fn to_status(err: SessionError) -> Status {
         | SessionError::Undecodable { .. } => Code::InvalidArgument,
         SessionError::TooLarge { .. } | SessionError::Busy(_) => Code::ResourceExhausted,
         SessionError::IdleTimeout(_) => Code::DeadlineExceeded,
-        SessionError::ShuttingDown => Code::Unavailable,
+        SessionError::ShuttingDown | SessionError::Disconnected(_) => Code::Unavailable,
         SessionError::Store(_) | SessionError::Refused(Refusal::Store(_)) => Code::Internal,
     };
     Status::new(code, err.to_string())

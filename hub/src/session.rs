@@ -141,6 +141,9 @@ pub enum SessionError {
     /// A frame that makes no sense here.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The node's connection broke (links come and go; not the device's fault).
+    #[error("the node's connection ended: {0}")]
+    Disconnected(String),
 }
 
 impl SessionError {
@@ -159,6 +162,7 @@ impl SessionError {
             SessionError::Busy(_) => "busy",
             SessionError::ShuttingDown => "shutdown",
             SessionError::Store(_) | SessionError::Refused(Refusal::Store(_)) => "store",
+            SessionError::Disconnected(_) => "disconnected",
         }
     }
 }
@@ -490,6 +494,10 @@ impl Session {
         }
         match result {
             Ok(()) => tracing::info!("session ended"),
+            // A dropped link is an everyday event here, not a failure of the device.
+            Err(SessionError::Disconnected(why)) => {
+                tracing::info!(%why, "session ended with the link")
+            }
             Err(err) => {
                 tracing::warn!(error = %err, class = err.class(), "session refused");
                 metrics::counter!(crate::observe::ERRORS, "class" => err.class()).increment(1);

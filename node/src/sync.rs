@@ -678,11 +678,18 @@ impl Session {
             .map_err(|_| SyncError::Protocol("the session's stream is closed".into()))
     }
 
-    /// Persists the sync states and ends the stream.
+    /// Persists the sync states and ends the stream cleanly: the request stream ends,
+    /// then the node waits (briefly) for the hub to end its side, so the hub sees a
+    /// finished session rather than a dropped connection.
     async fn close(self) {
-        let states = self.states;
-        let _ = self
-            .store
+        let Session { out, mut inbound, states, store, .. } = self;
+        drop(out);
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(Some(_)) = inbound.message().await {}
+        })
+        .await;
+        let session_store = store;
+        let _ = session_store
             .call(move |s| -> Result<(), fivestar_store::StoreError> {
                 for (doc_id, state) in &states {
                     s.docs().set_sync_state(HUB_PEER, doc_id, &state.encode())?;
