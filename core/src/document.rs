@@ -54,6 +54,19 @@ use sha2::{Digest, Sha256};
 use crate::standard::{KindStandard, STAR_POINTS, is_key};
 use crate::{Note, Review, Task, TaskStatus, Verdict};
 
+/// The id the district document (standard and registry) is stored and synced under.
+pub const DISTRICT_DOC_ID: &str = "district";
+
+/// The id a community's document is stored and synced under, e.g. `community/fangou`.
+pub fn community_doc_id(community: &str) -> String {
+    format!("community/{community}")
+}
+
+/// The community a document id names, if it names one.
+pub fn community_of(doc_id: &str) -> Option<&str> {
+    doc_id.strip_prefix("community/")
+}
+
 /// The schema version this code writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
 

@@ -34,7 +34,7 @@ pub use ranking::{Freshness, RankEntry, Ranked, rank};
 pub use registry::{Community, Registry, RegistryError, Subdistrict};
 pub use scoring::{CommunityScore, Lack, StarScore, earned_hundredths, score};
 pub use standard::{KindStandard, Standard, StandardError, Star, TemplateTask};
-pub use standings::{Standing, TierSummary, Tiers, rank_changes, standings, tiers};
+pub use standings::{Standing, TierSummary, Tiers, rank_changes, same_table, standings, tiers};
 
 /// Which set of stars a community is rated against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -14,7 +14,7 @@
 
 use automerge::{Automerge, Change, PatchAction};
 
-use crate::document::patch_path;
+use crate::document::{community_of, patch_path};
 
 /// Who wrote a change, as the hub knows from a verified certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,7 +66,7 @@ pub fn authorize(
     if changes.is_empty() {
         return Ok(());
     }
-    let community = doc_id.strip_prefix("community/");
+    let community = community_of(doc_id);
     match (writer, community) {
         (_, None) => return Err(deny(format!("write the {doc_id} document"))),
         (Writer::Device { community: mine, .. }, Some(theirs)) if mine != theirs => {

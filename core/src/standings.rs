@@ -60,6 +60,11 @@ impl Standing {
     }
 }
 
+/// True when two tables show the same standings (last-sync times aside).
+pub fn same_table(a: &[Standing], b: &[Standing]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_standing(y))
+}
+
 /// Builds the standings of every community in the registry, sorted by district rank
 /// (unranked last), then by id. A community with no score counts as an empty one.
 pub fn standings(

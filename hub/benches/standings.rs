@@ -57,7 +57,7 @@ fn main() {
                 TaskEdit { progress: Some(rng.random_range(0..=100)), ..TaskEdit::default() };
             doc.edit_task(kind, id, &edit, &stamp).expect("edit");
         }
-        let doc_id = format!("community/{}", community.id);
+        let doc_id = fivestar_core::document::community_doc_id(&community.id);
         store
             .docs()
             .write(|t| t.save(&doc_id, &[], doc.automerge(), now))
@@ -88,7 +88,7 @@ fn main() {
     for i in 0..30 {
         let community = &registry.communities[i % registry.communities.len()];
         let kind = standard.kind(community.kind);
-        let doc_id = format!("community/{}", community.id);
+        let doc_id = fivestar_core::document::community_doc_id(&community.id);
         let current = store.docs().read(&doc_id).expect("read").expect("stored");
         let mut doc = CommunityDoc::from_automerge(&community.id, current, ActorId::random());
         let before = doc.heads();

@@ -563,14 +563,8 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
     let reviewer = args.reviewer.clone().filter(|r| !r.trim().is_empty()).ok_or_else(|| {
         CliError::new("who is reviewing? --reviewer NAME is required").hint("e.g. --reviewer 王敏")
     })?;
-    let db = data_dir.join(DATABASE_FILE);
-    if !db.exists() {
-        return Err(CliError::new(format!("no hub database at {}", db.display()))
-            .hint("start the hub once (`fivestar-hub serve`) or check --data-dir"));
-    }
-    let (standard, registry) = standard_and_registry(config, data_dir).map_err(CliError::new)?;
+    let mut store = open_store(data_dir, config)?;
     let now = Utc::now().timestamp_millis();
-    let mut store = HubStore::open(&db, &standard, &registry, now).map_err(CliError::new)?;
     let verdict = match args.verdict {
         VerdictArg::Accept { awarded } => Verdict::Accepted { awarded },
         VerdictArg::Reject => Verdict::Rejected,
@@ -605,11 +599,7 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
 }
 
 fn status_table(rows: &[crate::status::StatusRow]) -> String {
-    use comfy_table::{ContentArrangement, Table, presets};
-    let mut table = Table::new();
-    table.load_style(presets::UTF8_FULL_CONDENSED);
-    table.set_content_arrangement(ContentArrangement::Dynamic);
-    table.set_header(vec![
+    let mut table = report::grid(&[
         "Health",
         "Community",
         "Device",

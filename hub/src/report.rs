@@ -109,10 +109,7 @@ pub fn standings_view(
         // Now: against the newest snapshot, unless it shows this very table (the hub
         // is running and recorded it), then against the one before.
         (None, None) => match store.snapshot_at(None)? {
-            Some(latest)
-                if latest.rows.len() == rows.len()
-                    && latest.rows.iter().zip(&rows).all(|(a, b)| a.same_standing(b)) =>
-            {
+            Some(latest) if fivestar_core::same_table(&latest.rows, &rows) => {
                 store.snapshot_before(latest.id)?
             }
             other => other,
@@ -130,6 +127,15 @@ pub fn standings_view(
         &changes,
         tiers,
     ))
+}
+
+/// An empty table in the house style (condensed borders, wrapped to the terminal).
+pub fn grid(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    table.set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(header.to_vec());
+    table
 }
 
 /// Local time for a Unix-millisecond timestamp, `YYYY-MM-DD HH:MM`.
@@ -173,10 +179,7 @@ fn star_cell(s: &Standing, i: usize) -> String {
 
 /// The standings as an aligned table, with the legend and tier line below it.
 pub fn table(view: &StandingsView, standard: &Standard) -> String {
-    let mut table = Table::new();
-    table.load_style(presets::UTF8_FULL_CONDENSED);
-    table.set_content_arrangement(ContentArrangement::Dynamic);
-    table.set_header(vec![
+    let mut table = grid(&[
         "Rank",
         "Sub",
         "Community",
@@ -248,9 +251,7 @@ fn tier_line(label: &str, t: &Tiers) -> String {
 
 /// The tier summary as a table: one row per subdistrict and one for the district.
 pub fn tiers_table(summary: &TierSummary) -> String {
-    let mut table = Table::new();
-    table.load_style(presets::UTF8_FULL_CONDENSED);
-    table.set_header(vec!["Subdistrict", "5★", "4★", "3★", "2★", "1★", "0★", "No data", "Stale"]);
+    let mut table = grid(&["Subdistrict", "5★", "4★", "3★", "2★", "1★", "0★", "No data", "Stale"]);
     let mut add = |label: String, t: &Tiers| {
         let mut row = vec![label];
         row.extend((0..6).rev().map(|n| t.by_stars[n].to_string()));
@@ -538,10 +539,7 @@ pub fn community_text(
             }
         );
     }
-    let mut stars_table = Table::new();
-    stars_table.load_style(presets::UTF8_FULL_CONDENSED);
-    stars_table.set_content_arrangement(ContentArrangement::Dynamic);
-    stars_table.set_header(vec!["Star", "星", "Score", "Pass", "Earned", "Still lacks"]);
+    let mut stars_table = grid(&["Star", "星", "Score", "Pass", "Earned", "Still lacks"]);
     for (star, s) in standard.stars.iter().zip(&score.stars) {
         let lacks: Vec<String> = s.lacks.iter().map(|l| l.to_string()).collect();
         stars_table.add_row(vec![
@@ -554,12 +552,8 @@ pub fn community_text(
         ]);
     }
     let _ = writeln!(out, "{stars_table}");
-    let mut task_table = Table::new();
-    task_table.load_style(presets::UTF8_FULL_CONDENSED);
-    task_table.set_content_arrangement(ContentArrangement::Dynamic);
-    task_table.set_header(vec![
-        "ID", "Star", "Task", "Pts", "Status", "%", "Earned", "Review", "Comment",
-    ]);
+    let mut task_table =
+        grid(&["ID", "Star", "Task", "Pts", "Status", "%", "Earned", "Review", "Comment"]);
     for t in tasks {
         let (verdict, comment) = match &t.review {
             None => (String::new(), String::new()),

@@ -37,8 +37,7 @@ const NODE_MIGRATIONS: &[&str] = &[
 pub const SCHEMA: Schema =
     Schema { kind: "fivestar node", component: "node", migrations: NODE_MIGRATIONS };
 
-/// The document id of the district document (standard and registry) a node reads.
-pub const DISTRICT_DOC: &str = "district";
+pub use fivestar_core::document::{DISTRICT_DOC_ID as DISTRICT_DOC, community_doc_id};
 
 /// The peer name a node keeps its sync states under.
 pub const HUB_PEER: &str = "hub";
@@ -346,11 +345,6 @@ impl Store {
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.docs.integrity_check()?)
     }
-}
-
-/// The document id a community's records are stored and synced under.
-pub fn community_doc_id(community: &str) -> String {
-    format!("community/{community}")
 }
 
 fn load_community(txn: &mut Txn<'_>, identity: &Identity) -> Result<CommunityDoc, DocStoreError> {

@@ -229,7 +229,7 @@ pub async fn sync_once(
         Err(err) => Err(explain(err, config, data_dir).await),
         ok => ok,
     };
-    finish(store, attempt, &result).await;
+    finish(store, attempt, result.as_ref()).await;
     result
 }
 
@@ -288,11 +288,7 @@ async fn run_connected(
     data_dir: &Path,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), (SyncError, bool)> {
-    let attempt = store
-        .call(|s| s.sync_started(now_ms()))
-        .await
-        .map_err(|e| (e.into(), false))?
-        .map_err(|e| (e.into(), false))?;
+    let attempt = call(store, |s| s.sync_started(now_ms())).await.map_err(|e| (e, false))?;
     let opened = async {
         let client = connect(config, data_dir).await?;
         Session::open(client, store.clone(), config).await
@@ -302,27 +298,19 @@ async fn run_connected(
         Ok(session) => session,
         Err(err) => {
             let err = explain(err, config, data_dir).await;
-            finish(store, attempt, &Err::<RoundReport, _>(err.clone_message())).await;
+            finish(store, attempt, Err(&err)).await;
             return Err((err, false));
         }
     };
     metrics::gauge!(names::CONNECTED).set(1.0);
-    let first = session.round().await;
-    finish(store, attempt, &first.as_ref().map(Clone::clone).map_err(SyncError::clone_message))
-        .await;
-    if let Err(err) = first {
-        return Err((err, false));
-    }
+    session.recorded_round(attempt).await.map_err(|e| (e, false))?;
     let settings = config.sync.clone();
     let mut heartbeat =
         tokio::time::interval(Duration::from_secs(settings.heartbeat_seconds.max(1)));
     heartbeat.tick().await;
     let mut poll = tokio::time::interval(Duration::from_millis(settings.local_poll_millis.max(50)));
-    let mut seen = store
-        .call(|s| s.docs().latest_seq())
-        .await
-        .map_err(|e| (e.into(), true))?
-        .map_err(|e| (e.into(), true))?;
+    let latest_seq = || call(store, |s| s.docs().latest_seq());
+    let mut seen = latest_seq().await.map_err(|e| (e, true))?;
     loop {
         let reason = tokio::select! {
             _ = stopped(shutdown) => {
@@ -338,35 +326,30 @@ async fn run_connected(
             }
             _ = heartbeat.tick() => "heartbeat",
             _ = poll.tick() => {
-                let latest = store.call(|s| s.docs().latest_seq()).await.map_err(|e| (e.into(), true))?.map_err(|e| (e.into(), true))?;
-                if latest == seen {
+                if latest_seq().await.map_err(|e| (e, true))? == seen {
                     continue;
                 }
                 "local edit"
             }
         };
         tracing::debug!(reason, "sync round");
-        let attempt = store
-            .call(|s| s.sync_started(now_ms()))
-            .await
-            .map_err(|e| (e.into(), true))?
-            .map_err(|e| (e.into(), true))?;
-        let result = session.round().await;
-        finish(
-            store,
-            attempt,
-            &result.as_ref().map(Clone::clone).map_err(SyncError::clone_message),
-        )
-        .await;
-        if let Err(err) = result {
-            return Err((err, true));
-        }
-        seen = store
-            .call(|s| s.docs().latest_seq())
-            .await
-            .map_err(|e| (e.into(), true))?
-            .map_err(|e| (e.into(), true))?;
+        let attempt = call(store, |s| s.sync_started(now_ms())).await.map_err(|e| (e, true))?;
+        session.recorded_round(attempt).await.map_err(|e| (e, true))?;
+        seen = latest_seq().await.map_err(|e| (e, true))?;
     }
+}
+
+/// Runs `f` on the store thread; both the thread's and the store's errors become
+/// [`SyncError`]s.
+async fn call<T, E>(
+    store: &StoreThread<Store>,
+    f: impl FnOnce(&mut Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, SyncError>
+where
+    T: Send + 'static,
+    E: Into<SyncError> + Send + 'static,
+{
+    store.call(f).await?.map_err(Into::into)
 }
 
 /// Resolves when `shutdown` turns true (holding no borrow across later awaits).
@@ -405,7 +388,12 @@ impl SyncError {
     }
 }
 
-async fn finish(store: &StoreThread<Store>, attempt: i64, result: &Result<RoundReport, SyncError>) {
+/// Records how a sync attempt ended, in the node's log of attempts and its metrics.
+async fn finish(
+    store: &StoreThread<Store>,
+    attempt: i64,
+    result: Result<&RoundReport, &SyncError>,
+) {
     match result {
         Ok(report) => {
             metrics::counter!(names::ROUNDS, "result" => "ok").increment(1);
@@ -420,32 +408,13 @@ async fn finish(store: &StoreThread<Store>, attempt: i64, result: &Result<RoundR
             metrics::counter!(names::ERRORS, "class" => err.class()).increment(1);
         }
     }
-    let (summary, error) = match result {
-        Ok(report) => (Some(report.to_string()), None),
-        Err(err) => (None, Some(err.to_string())),
-    };
+    let outcome: Result<String, String> =
+        result.map(ToString::to_string).map_err(ToString::to_string);
     let _ = store
         .call(move |s| {
-            let outcome = match (&summary, &error) {
-                (Some(summary), _) => Ok(summary.as_str()),
-                (_, Some(error)) => Err(error.as_str()),
-                _ => Ok(""),
-            };
-            s.sync_finished(attempt, now_ms(), outcome)
+            s.sync_finished(attempt, now_ms(), outcome.as_deref().map_err(String::as_str))
         })
         .await;
-}
-
-impl SyncError {
-    /// A copy that keeps the message (errors with sources are not `Clone`).
-    fn clone_message(&self) -> SyncError {
-        match self {
-            SyncError::Refused { code, message } => {
-                SyncError::Refused { code: *code, message: message.clone() }
-            }
-            other => SyncError::Protocol(other.to_string()),
-        }
-    }
 }
 
 /// What handling one hub frame amounted to.
@@ -542,6 +511,13 @@ impl Session {
             report: RoundReport::default(),
             max_message_bytes: config.sync.max_message_bytes,
         })
+    }
+
+    /// A round, recorded as sync attempt `attempt`.
+    async fn recorded_round(&mut self, attempt: i64) -> Result<RoundReport, SyncError> {
+        let result = self.round().await;
+        finish(&self.store, attempt, result.as_ref()).await;
+        result
     }
 
     /// Turns until both sides have nothing to say.

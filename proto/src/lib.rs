@@ -16,12 +16,3 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every `.proto` file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/fivestar_descriptor.bin"));
-
-/// Document id of the district document (the standard and the registry), which
-/// devices may read and never write.
-pub const DISTRICT_DOCUMENT_ID: &str = "district";
-
-/// Document id of one community's document.
-pub fn community_document_id(community_id: &str) -> String {
-    format!("community/{community_id}")
-}

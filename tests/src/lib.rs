@@ -319,7 +319,9 @@ impl Hub {
         let mut store =
             DocStore::open(&self.dir.path().join("hub.db"), &fivestar_hub::store::SCHEMA)
                 .expect("the hub's database opens");
-        store.read(&format!("community/{community}")).expect("the hub's document reads")
+        store
+            .read(&fivestar_core::document::community_doc_id(community))
+            .expect("the hub's document reads")
     }
 
     /// A community's tasks as the hub has them.

@@ -11,12 +11,12 @@ use std::path::Path;
 
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, ChangeHash, ReadDoc};
-use fivestar_core::document::validate;
+use fivestar_core::document::{community_of, validate};
 use fivestar_core::{
     CommunityDoc, Denied, EditError, Kind, Problem, Registry, Review, Stamp, Standard, Writer,
     authorize, district,
 };
-use fivestar_store::rusqlite::{OptionalExtension, params};
+use fivestar_store::rusqlite::params;
 use fivestar_store::{DocStore, Schema, StoreError};
 
 pub mod standings;
@@ -62,13 +62,7 @@ const HUB_MIGRATIONS: &[&str] = &[
 pub const SCHEMA: Schema =
     Schema { kind: "fivestar hub", component: "hub", migrations: HUB_MIGRATIONS };
 
-/// The district document's id.
-pub const DISTRICT_DOC: &str = "district";
-
-/// The document id of a community.
-pub fn community_doc_id(community: &str) -> String {
-    format!("community/{community}")
-}
+pub use fivestar_core::document::{DISTRICT_DOC_ID as DISTRICT_DOC, community_doc_id};
 
 /// The name the hub keeps a writer's sync states and status under.
 pub fn peer_name(writer: &Writer) -> String {
@@ -330,7 +324,7 @@ impl HubStore {
             let new = candidate.get_changes(&before);
             if !new.is_empty() {
                 authorize(writer, doc_id, &candidate, &new)?;
-                if let (Some(community), Some(kind)) = (doc_id.strip_prefix("community/"), kind) {
+                if let (Some(community), Some(kind)) = (community_of(doc_id), kind) {
                     let kind_standard = standard.kind(kind);
                     let old = validate(&current, community, kind_standard);
                     let problems: Vec<Problem> = validate(&candidate, community, kind_standard)
@@ -496,20 +490,6 @@ impl HubStore {
         Ok(())
     }
 
-    /// The last successful sync of any device of a community, Unix milliseconds.
-    pub fn last_success(&self, community: &str) -> Result<Option<i64>, StoreError> {
-        self.docs
-            .conn()
-            .query_row(
-                "SELECT max(last_success_ms) FROM peers WHERE community = ?1",
-                [community],
-                |row| row.get(0),
-            )
-            .optional()
-            .map(Option::flatten)
-            .map_err(|e| self.docs.err(e))
-    }
-
     /// Every peer's status row, problems first is the caller's business: by peer name.
     pub fn peers(&self) -> Result<Vec<PeerStatus>, StoreError> {
         let mut stmt = self
@@ -549,22 +529,8 @@ impl HubStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.docs.err(e))
     }
 
-    /// Last error of a peer, if any: (class, message).
-    pub fn peer_last_error(&self, peer: &str) -> Result<Option<(String, String)>, StoreError> {
-        self.docs
-            .conn()
-            .query_row(
-                "SELECT last_error_class, last_error_message FROM peers
-                 WHERE peer = ?1 AND last_error_class IS NOT NULL",
-                [peer],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.docs.err(e))
-    }
-
     fn kind_of(&self, doc_id: &str) -> Option<Kind> {
-        let community = doc_id.strip_prefix("community/")?;
+        let community = community_of(doc_id)?;
         self.registry.community(community).map(|c| c.kind)
     }
 }

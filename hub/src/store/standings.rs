@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use automerge::ChangeHash;
 use chrono::{DateTime, TimeDelta, Utc};
-use fivestar_core::{CommunityDoc, CommunityScore, Registry, Standard, Standing, score, standings};
+use fivestar_core::{
+    CommunityDoc, CommunityScore, Registry, Standard, Standing, same_table, score, standings,
+};
 use fivestar_store::rusqlite::{OptionalExtension, params};
 use fivestar_store::{DocStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -93,8 +95,7 @@ impl HubStore {
     ) -> Result<(Option<i64>, Vec<Standing>), StoreError> {
         let (rows, heads) = self.current_standings(now_ms, stale_after)?;
         if let Some(latest) = self.snapshot_at(None)? {
-            let same = latest.rows.len() == rows.len()
-                && latest.rows.iter().zip(&rows).all(|(a, b)| a.same_standing(b))
+            let same = same_table(&latest.rows, &rows)
                 && latest.standard_sha256 == self.standard_sha
                 && latest.registry_sha256 == self.registry_sha;
             if same {
@@ -105,7 +106,8 @@ impl HubStore {
             .into_iter()
             .map(|(id, hs)| (id, hs.iter().map(|h| h.to_string()).collect()))
             .collect();
-        let last_sync: BTreeMap<String, i64> = self.last_successes()?.into_iter().collect();
+        let last_sync: BTreeMap<String, i64> =
+            rows.iter().filter_map(|r| Some((r.community.clone(), r.last_sync_ms?))).collect();
         self.docs
             .conn()
             .execute(
@@ -245,7 +247,7 @@ impl HubStore {
         let kinds: HashMap<String, fivestar_core::Kind> =
             self.registry.communities.iter().map(|c| (c.id.clone(), c.kind)).collect();
         for doc_id in changed {
-            let Some(community) = doc_id.strip_prefix("community/") else { continue };
+            let Some(community) = fivestar_core::document::community_of(&doc_id) else { continue };
             let Some(kind) = kinds.get(community) else { continue };
             let Some(doc) = self.docs.read(&doc_id)? else { continue };
             let heads = doc.get_heads();
