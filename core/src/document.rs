@@ -1,30 +1,40 @@
 //! One community's records as an Automerge document.
 //!
-//! # Schema (version 1)
+//! # Schema (version 1, with the fields of product rule version 2)
 //!
 //! ```text
-//! ROOT
+//! ROOT                                   written once, by the genesis change
 //! ├── schema_version: int            1
 //! ├── community_id:   str            e.g. "fangou"
-//! └── tasks:          map            task id → task
+//! └── tasks:          map            task id → task; never replaced, no key deleted
 //!     └── <id>: map
-//!         ├── star:       str        a star key of the community's kind
-//!         ├── title:      str
-//!         ├── points:     int        1..=100
-//!         ├── status:     str        todo | doing | done | blocked | failed
-//!         ├── progress:   int        0..=100
-//!         ├── owner:      str
-//!         ├── due:        str        YYYY-MM-DD, or "" for none
-//!         ├── veto:       bool
-//!         ├── template:   str        template key, or "" for the community's own
-//!         ├── notes:      list of map {text: str, by: str, at: timestamp}
-//!         └── review:     map        written only by the district (optional)
-//!             ├── verdict:  str      accepted | rejected
-//!             ├── awarded:  int      optional, 0..=points, accepted only
-//!             ├── comment:  str
+//!         ├── star:       str        a star key of the community's kind      (standard / community*)
+//!         ├── title:      str                                                 (standard / community*)
+//!         ├── points:     int        1..=100                                  (standard / community*)
+//!         ├── status:     str        todo | doing | done | blocked | failed   (community)
+//!         ├── progress:   int        0..=100                                  (community)
+//!         ├── owner:      str                                                 (community)
+//!         ├── due:        str        YYYY-MM-DD, or "" for none               (community)
+//!         ├── veto:       bool       false on the community's own tasks       (standard)
+//!         ├── template:   str        template key, or "" for an own task      (standard)
+//!         ├── notes:      list of map, append-only                            (community)
+//!         │   └── {text: str, by: str, at: timestamp,                          written once
+//!         │        withdrawn_by: str, withdrawn_at: timestamp}                 optional, written once
+//!         └── review:     map        replaced whole by each review            (district)
+//!             ├── verdict:  str      accepted | rejected | reopened
+//!             ├── awarded:  int      optional, 0..=seen.points, accepted only
+//!             ├── comment:  str      required for rejected and reopened
 //!             ├── reviewer: str
-//!             └── at:       timestamp
+//!             ├── at:       timestamp
+//!             ├── override: bool     optional: accepted although not done
+//!             └── seen:     map      what the reviewer judged (absent in version-1 reviews)
+//!                 └── {star, title, owner, due: str; points, progress, notes, withdrawn: int;
+//!                      status: str}
 //! ```
+//!
+//! (*) the standard owns these fields of template tasks; the community owns them on
+//! its own tasks. Who may write what is [`crate::policy`]; what a merged document
+//! means (pinned scores, "changed since review") is decided when it is read.
 //!
 //! # Why the first changes are deterministic
 //!
@@ -52,7 +62,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::standard::{KindStandard, STAR_POINTS, is_key};
-use crate::{Note, Review, Task, TaskStatus, Verdict};
+use crate::{Note, Review, Seen, Task, TaskStatus, Verdict, Withdrawal};
 
 /// The id the district document (standard and registry) is stored and synced under.
 pub const DISTRICT_DOC_ID: &str = "district";
@@ -163,6 +173,70 @@ pub enum EditError {
         id: String,
         /// The problems, joined.
         problems: String,
+    },
+    /// The field belongs to the standard on a template task.
+    #[error("{field} of template task {id:?} is set by the standard; a community cannot change it")]
+    StandardOwned {
+        /// The task.
+        id: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// The task was accepted by the district: its score-affecting fields are locked.
+    #[error(
+        "task {id:?} was accepted by the district; its {field} is locked until the district reopens it"
+    )]
+    Locked {
+        /// The task.
+        id: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// The id is a template key of the standard.
+    #[error("task id {id:?} is reserved for the standard's template task")]
+    ReservedId {
+        /// The id.
+        id: String,
+    },
+    /// Accepting a task that is not done needs an explicit override.
+    #[error(
+        "task {id:?} is {status} at {progress}%, not done: accepting it needs an explicit override"
+    )]
+    NotDone {
+        /// The task.
+        id: String,
+        /// Its status.
+        status: TaskStatus,
+        /// Its progress.
+        progress: u32,
+    },
+    /// A rejection or a reopening needs a comment.
+    #[error("a {verdict} review needs a comment saying why")]
+    CommentRequired {
+        /// `rejected` or `reopened`.
+        verdict: &'static str,
+    },
+    /// Reopening needs a verdict in force.
+    #[error("task {id:?} has no verdict to reopen")]
+    NothingToReopen {
+        /// The task.
+        id: String,
+    },
+    /// No note at this position.
+    #[error("task {id:?} has no note {number}")]
+    UnknownNote {
+        /// The task.
+        id: String,
+        /// The note's number, from 1.
+        number: usize,
+    },
+    /// The note was withdrawn already.
+    #[error("note {number} of task {id:?} was withdrawn already")]
+    AlreadyWithdrawn {
+        /// The task.
+        id: String,
+        /// The note's number, from 1.
+        number: usize,
     },
     /// Automerge refused the operation (a bug or a damaged document).
     #[error("the document refused the change: {0}")]
@@ -332,6 +406,9 @@ impl CommunityDoc {
         if !is_key(&task.id) {
             return Err(EditError::BadTaskId { id: task.id });
         }
+        if standard.template_tasks().any(|(_, t)| t.key == task.id) {
+            return Err(EditError::ReservedId { id: task.id });
+        }
         check_star(standard, &task.star)?;
         check_points(task.points)?;
         check_text("title", &task.title, true)?;
@@ -365,17 +442,22 @@ impl CommunityDoc {
         stamp: &Stamp,
     ) -> Result<(), EditError> {
         let current = self.task(id)?;
+        // The standard owns these fields of a template task (DOMAIN.md version 2).
+        if current.template.is_some() {
+            let owned = [
+                ("title", edit.title.as_ref().is_some_and(|t| *t != current.title)),
+                ("star", edit.star.as_ref().is_some_and(|s| *s != current.star)),
+                ("points", edit.points.is_some_and(|p| p != current.points)),
+            ];
+            if let Some((field, _)) = owned.into_iter().find(|(_, changes)| *changes) {
+                return Err(EditError::StandardOwned { id: id.to_string(), field });
+            }
+        }
         if let Some(star) = &edit.star {
             check_star(standard, star)?;
         }
         if let Some(points) = edit.points {
             check_points(points)?;
-            if let Some(Review { verdict: Verdict::Accepted { awarded: Some(awarded) }, .. }) =
-                current.review
-                && awarded > points
-            {
-                return Err(EditError::AwardedTooHigh { awarded, points });
-            }
         }
         if let Some(progress) = edit.progress
             && progress > 100
@@ -401,6 +483,19 @@ impl CommunityDoc {
                 status = Some(TaskStatus::Done);
             } else if p > 0 && base == TaskStatus::Todo {
                 status = Some(TaskStatus::Doing);
+            }
+        }
+        // On the node an accepted task's score-affecting fields are locked until the
+        // district reopens it; owner, due date, title and evidence stay open.
+        if current.is_accepted() {
+            let locked = [
+                ("status", status.is_some_and(|s| s != current.status)),
+                ("progress", progress.is_some_and(|p| p != current.progress)),
+                ("star", edit.star.as_ref().is_some_and(|s| *s != current.star)),
+                ("points", edit.points.is_some_and(|p| p != current.points)),
+            ];
+            if let Some((field, _)) = locked.into_iter().find(|(_, changes)| *changes) {
+                return Err(EditError::Locked { id: id.to_string(), field });
             }
         }
         // Only fields whose value really changes are written, so history stays honest.
@@ -469,7 +564,40 @@ impl CommunityDoc {
         self.commit(stamp, "note", |tx| insert_note(tx, &notes, text, stamp))
     }
 
-    /// Records the district's verdict on a task (only the hub calls this).
+    /// Marks an evidence note withdrawn (`number` counts from 1). Notes are never
+    /// deleted or rewritten.
+    pub fn withdraw_note(
+        &mut self,
+        id: &str,
+        number: usize,
+        stamp: &Stamp,
+    ) -> Result<(), EditError> {
+        let task = self.task(id)?;
+        let note = number
+            .checked_sub(1)
+            .and_then(|i| task.notes.get(i))
+            .ok_or_else(|| EditError::UnknownNote { id: id.to_string(), number })?;
+        if note.withdrawn.is_some() {
+            return Err(EditError::AlreadyWithdrawn { id: id.to_string(), number });
+        }
+        let obj = self.task_obj(id)?;
+        let Some((_, notes)) = self.doc.get(&obj, "notes")? else {
+            return Err(EditError::UnknownNote { id: id.to_string(), number });
+        };
+        let Some((_, note_obj)) = self.doc.get(&notes, number - 1)? else {
+            return Err(EditError::UnknownNote { id: id.to_string(), number });
+        };
+        self.commit(stamp, "withdraw note", |tx| {
+            tx.put(&note_obj, "withdrawn_by", stamp.by.as_str())?;
+            tx.put(&note_obj, "withdrawn_at", ScalarValue::Timestamp(stamp.at_ms))?;
+            Ok(())
+        })
+    }
+
+    /// Records the district's verdict on a task (only the hub and reviewers call this).
+    /// The review pins what the reviewer saw (`review.seen` is filled in here from the
+    /// task as it stands). Accepting a task that is not done needs `review.overridden`;
+    /// a rejection needs a comment.
     pub fn set_review(
         &mut self,
         id: &str,
@@ -477,28 +605,67 @@ impl CommunityDoc {
         stamp: &Stamp,
     ) -> Result<(), EditError> {
         let task = self.task(id)?;
-        if let Verdict::Accepted { awarded: Some(awarded) } = review.verdict
-            && awarded > task.points
-        {
-            return Err(EditError::AwardedTooHigh { awarded, points: task.points });
+        let seen = task.seen();
+        match review.verdict {
+            Verdict::Accepted { awarded } => {
+                if let Some(awarded) = awarded
+                    && awarded > task.points
+                {
+                    return Err(EditError::AwardedTooHigh { awarded, points: task.points });
+                }
+                let done = task.status == TaskStatus::Done || task.progress >= 100;
+                if !done && !review.overridden {
+                    return Err(EditError::NotDone {
+                        id: id.to_string(),
+                        status: task.status,
+                        progress: task.progress,
+                    });
+                }
+            }
+            Verdict::Rejected => {
+                if review.comment.trim().is_empty() {
+                    return Err(EditError::CommentRequired { verdict: "rejected" });
+                }
+            }
+            Verdict::Reopened => {
+                if review.comment.trim().is_empty() {
+                    return Err(EditError::CommentRequired { verdict: "reopened" });
+                }
+                if task.verdict().is_none() {
+                    return Err(EditError::NothingToReopen { id: id.to_string() });
+                }
+            }
         }
         check_text("comment", &review.comment, false)?;
         check_text("reviewer", &review.reviewer, true)?;
+        let overridden = review.overridden
+            && matches!(review.verdict, Verdict::Accepted { .. })
+            && !(task.status == TaskStatus::Done || task.progress >= 100);
         let obj = self.task_obj(id)?;
-        self.commit(stamp, "review", |tx| {
+        self.commit(stamp, review.verdict.as_str(), |tx| {
             let r = tx.put_object(&obj, "review", ObjType::Map)?;
-            match review.verdict {
-                Verdict::Accepted { awarded } => {
-                    tx.put(&r, "verdict", "accepted")?;
-                    if let Some(awarded) = awarded {
-                        tx.put(&r, "awarded", i64::from(awarded))?;
-                    }
-                }
-                Verdict::Rejected => tx.put(&r, "verdict", "rejected")?,
+            tx.put(&r, "verdict", review.verdict.as_str())?;
+            if let Verdict::Accepted { awarded: Some(awarded) } = review.verdict {
+                tx.put(&r, "awarded", i64::from(awarded))?;
             }
             tx.put(&r, "comment", review.comment.as_str())?;
             tx.put(&r, "reviewer", review.reviewer.as_str())?;
             tx.put(&r, "at", ScalarValue::Timestamp(review.at_ms))?;
+            if overridden {
+                tx.put(&r, "override", true)?;
+            }
+            if !matches!(review.verdict, Verdict::Reopened) {
+                let s = tx.put_object(&r, "seen", ObjType::Map)?;
+                tx.put(&s, "star", seen.star.as_str())?;
+                tx.put(&s, "points", i64::from(seen.points))?;
+                tx.put(&s, "status", seen.status.as_str())?;
+                tx.put(&s, "progress", i64::from(seen.progress))?;
+                tx.put(&s, "title", seen.title.as_str())?;
+                tx.put(&s, "owner", seen.owner.as_str())?;
+                tx.put(&s, "due", due_text(seen.due))?;
+                tx.put(&s, "notes", i64::from(seen.notes))?;
+                tx.put(&s, "withdrawn", i64::from(seen.withdrawn))?;
+            }
             Ok(())
         })
     }
@@ -508,46 +675,13 @@ impl CommunityDoc {
     /// has since been merged).
     pub fn apply_template(&mut self, standard: &KindStandard) -> Result<Vec<String>, EditError> {
         let tasks_obj = self.tasks_obj()?;
-        let genesis_heads = CommunityDoc::genesis_heads(&self.community_id);
         let mut created = Vec::new();
-        for (star, template) in standard.template_tasks() {
-            if child_obj(&self.doc, &tasks_obj, &template.key).is_some() {
+        for (key, change) in template_changes(&self.community_id, standard)? {
+            if child_obj(&self.doc, &tasks_obj, &key).is_some() {
                 continue;
             }
-            // Made on top of genesis by an actor of its own, at time 0: the same bytes
-            // on every replica, so concurrent applications merge into one task.
-            let mut fork = genesis(&self.community_id);
-            fork.set_actor(derived_actor(&["template", &self.community_id, &template.key]));
-            let options = CommitOptions::default()
-                .with_time(0)
-                .with_message(commit_message("template", &format!("template {}", template.key)));
-            let tasks_in_fork = match fork.get(ROOT, "tasks")? {
-                Some((_, obj)) => obj,
-                None => return Err(EditError::Automerge("genesis has no tasks map".into())),
-            };
-            fork.transact_with(
-                |_| options,
-                |tx| -> Result<(), AutomergeError> {
-                    let obj = tx.put_object(&tasks_in_fork, template.key.as_str(), ObjType::Map)?;
-                    write_task_fields(
-                        tx,
-                        &obj,
-                        &star.key,
-                        &template.title,
-                        template.points,
-                        template.veto,
-                        &template.key,
-                    )?;
-                    tx.put(&obj, "owner", "")?;
-                    tx.put(&obj, "due", "")?;
-                    tx.put_object(&obj, "notes", ObjType::List)?;
-                    Ok(())
-                },
-            )
-            .map_err(|failure| EditError::from(failure.error))?;
-            let changes = fork.get_changes(&genesis_heads);
-            self.doc.apply_changes(changes)?;
-            created.push(template.key.clone());
+            self.doc.apply_changes([change])?;
+            created.push(key);
         }
         Ok(created)
     }
@@ -624,6 +758,60 @@ impl CommunityDoc {
             .map(|_| ())
             .map_err(|failure| EditError::from(failure.error))
     }
+}
+
+/// The template changes of a kind's standard for one community, by template key.
+///
+/// Each is made on top of genesis by an actor of its own, at time 0: the same bytes on
+/// every replica, so concurrent applications merge into one task, and the hub can
+/// recognise a template change by its hash alone.
+pub fn template_changes(
+    community_id: &str,
+    standard: &KindStandard,
+) -> Result<Vec<(String, automerge::Change)>, EditError> {
+    let genesis_doc = genesis(community_id);
+    let genesis_heads = genesis_doc.get_heads();
+    let tasks_in_genesis = match genesis_doc.get(ROOT, "tasks")? {
+        Some((_, obj)) => obj,
+        None => return Err(EditError::Automerge("genesis has no tasks map".into())),
+    };
+    let mut changes = Vec::new();
+    for (star, template) in standard.template_tasks() {
+        let mut fork = genesis_doc.clone();
+        fork.set_actor(derived_actor(&["template", community_id, &template.key]));
+        let options = CommitOptions::default()
+            .with_time(0)
+            .with_message(commit_message("template", &format!("template {}", template.key)));
+        fork.transact_with(
+            |_| options,
+            |tx| -> Result<(), AutomergeError> {
+                let obj = tx.put_object(&tasks_in_genesis, template.key.as_str(), ObjType::Map)?;
+                write_task_fields(
+                    tx,
+                    &obj,
+                    &star.key,
+                    &template.title,
+                    template.points,
+                    template.veto,
+                    &template.key,
+                )?;
+                tx.put(&obj, "owner", "")?;
+                tx.put(&obj, "due", "")?;
+                tx.put_object(&obj, "notes", ObjType::List)?;
+                Ok(())
+            },
+        )
+        .map_err(|failure| EditError::from(failure.error))?;
+        for change in fork.get_changes(&genesis_heads) {
+            changes.push((template.key.clone(), change));
+        }
+    }
+    Ok(changes)
+}
+
+/// The hash of the deterministic first change of a community's document.
+pub fn genesis_hash(community_id: &str) -> Vec<ChangeHash> {
+    genesis(community_id).get_heads()
 }
 
 /// The deterministic first change of a community's document.
@@ -833,35 +1021,33 @@ const TASK_FIELDS: &[&str] = &[
     "review",
 ];
 
+const NOTE_FIELDS: &[&str] = &["text", "by", "at", "withdrawn_by", "withdrawn_at"];
+
+const REVIEW_FIELDS: &[&str] =
+    &["verdict", "awarded", "comment", "reviewer", "at", "override", "seen"];
+
+const SEEN_FIELDS: &[&str] =
+    &["star", "points", "status", "progress", "title", "owner", "due", "notes", "withdrawn"];
+
+/// Reads one task. A field outside the schema is reported and ignored; a required
+/// field that cannot be read leaves the task out (reported, never guessed).
+/// Rules that span fields written by different people (awarded against points, edits
+/// after a review) are not problems here: they are decided when the task is scored.
 fn read_task(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>) -> Option<Task> {
-    let before = problems.len();
     let at = |field: &str| format!("tasks/{id}/{field}");
+    for key in doc.keys(obj) {
+        if !TASK_FIELDS.contains(&key.as_str()) {
+            problems.push(problem(&at(&key), "is not a field of the schema; ignored".into()));
+        }
+    }
+    let before = problems.len();
     let star = read_str(doc, obj, "star", &at("star"), problems);
     let title = read_str(doc, obj, "title", &at("title"), problems);
     let points = read_int(doc, obj, "points", &at("points"), 1..=100, problems);
-    let status = read_str(doc, obj, "status", &at("status"), problems).and_then(|s| {
-        s.parse::<TaskStatus>()
-            .map_err(|_| {
-                problems.push(problem(
-                    &at("status"),
-                    format!("{s:?} is not one of todo, doing, done, blocked, failed"),
-                ))
-            })
-            .ok()
-    });
+    let status = read_status(doc, obj, "status", &at("status"), problems);
     let progress = read_int(doc, obj, "progress", &at("progress"), 0..=100, problems);
     let owner = read_str(doc, obj, "owner", &at("owner"), problems);
-    let due = read_str(doc, obj, "due", &at("due"), problems).and_then(|s| {
-        if s.is_empty() {
-            return Some(None);
-        }
-        NaiveDate::parse_from_str(&s, "%Y-%m-%d")
-            .map(Some)
-            .map_err(|_| {
-                problems.push(problem(&at("due"), format!("{s:?} is not a date (YYYY-MM-DD)")))
-            })
-            .ok()
-    });
+    let due = read_due(doc, obj, "due", &at("due"), problems);
     let veto = match scalar(doc, obj, "veto") {
         Some(ScalarValue::Boolean(b)) => Some(b),
         other => {
@@ -873,19 +1059,12 @@ fn read_task(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>
     let notes = read_notes(doc, obj, id, problems);
     let review = match doc.get(obj, "review") {
         Ok(None) => Some(None),
-        Ok(Some((Value::Object(ObjType::Map), r))) => {
-            read_review(doc, &r, id, points, problems).map(Some)
-        }
+        Ok(Some((Value::Object(ObjType::Map), r))) => read_review(doc, &r, id, problems).map(Some),
         _ => {
             problems.push(problem(&at("review"), "is not a map".into()));
             None
         }
     };
-    for key in doc.keys(obj) {
-        if !TASK_FIELDS.contains(&key.as_str()) {
-            problems.push(problem(&at(&key), "is not a field of the schema".into()));
-        }
-    }
     if problems.len() != before {
         return None;
     }
@@ -903,6 +1082,46 @@ fn read_task(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>
         notes: notes?,
         review: review?,
     })
+}
+
+fn read_status(
+    doc: &Automerge,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<TaskStatus> {
+    let text = read_str(doc, obj, key, path, problems)?;
+    match text.parse::<TaskStatus>() {
+        Ok(status) => Some(status),
+        Err(_) => {
+            problems.push(problem(
+                path,
+                format!("{text:?} is not one of todo, doing, done, blocked, failed"),
+            ));
+            None
+        }
+    }
+}
+
+fn read_due(
+    doc: &Automerge,
+    obj: &ObjId,
+    key: &str,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Option<NaiveDate>> {
+    let text = read_str(doc, obj, key, path, problems)?;
+    if text.is_empty() {
+        return Some(None);
+    }
+    match NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+        Ok(date) => Some(Some(date)),
+        Err(_) => {
+            problems.push(problem(path, format!("{text:?} is not a date (YYYY-MM-DD)")));
+            None
+        }
+    }
 }
 
 fn read_notes(
@@ -924,11 +1143,41 @@ fn read_notes(
         let at = |field: &str| format!("tasks/{id}/notes/{index}/{field}");
         match doc.get(&notes_obj, index) {
             Ok(Some((Value::Object(ObjType::Map), note))) => {
+                for key in doc.keys(&note) {
+                    if !NOTE_FIELDS.contains(&key.as_str()) {
+                        problems.push(problem(
+                            &at(&key),
+                            "is not a field of the schema; ignored".into(),
+                        ));
+                    }
+                }
+                let before = problems.len();
                 let text = read_str(doc, &note, "text", &at("text"), problems);
                 let by = read_str(doc, &note, "by", &at("by"), problems);
                 let at_ms = read_timestamp(doc, &note, "at", &at("at"), problems);
+                let withdrawn = match (
+                    scalar(doc, &note, "withdrawn_by"),
+                    scalar(doc, &note, "withdrawn_at"),
+                ) {
+                    (None, None) => None,
+                    (Some(ScalarValue::Str(by)), Some(ScalarValue::Timestamp(at_ms))) => {
+                        Some(Withdrawal { by: by.to_string(), at_ms })
+                    }
+                    _ => {
+                        // Half a withdrawal (never written by this program) still withdraws.
+                        problems.push(problem(
+                            &at("withdrawn_at"),
+                            "is incomplete; the note counts as withdrawn".into(),
+                        ));
+                        Some(Withdrawal { by: String::new(), at_ms: 0 })
+                    }
+                };
                 match (text, by, at_ms) {
-                    (Some(text), Some(by), Some(at_ms)) => notes.push(Note { text, by, at_ms }),
+                    (Some(text), Some(by), Some(at_ms))
+                        if problems.len() == before || withdrawn.is_some() =>
+                    {
+                        notes.push(Note { text, by, at_ms, withdrawn })
+                    }
                     _ => ok = false,
                 }
             }
@@ -945,38 +1194,30 @@ fn read_review(
     doc: &Automerge,
     obj: &ObjId,
     id: &str,
-    points: Option<u32>,
     problems: &mut Vec<Problem>,
 ) -> Option<Review> {
     let at = |field: &str| format!("tasks/{id}/review/{field}");
+    for key in doc.keys(obj) {
+        if !REVIEW_FIELDS.contains(&key.as_str()) {
+            problems.push(problem(&at(&key), "is not a field of the schema; ignored".into()));
+        }
+    }
     let before = problems.len();
     let verdict_word = read_str(doc, obj, "verdict", &at("verdict"), problems);
     let awarded = match scalar(doc, obj, "awarded") {
         None => None,
         Some(_) => read_int(doc, obj, "awarded", &at("awarded"), 0..=100, problems),
     };
-    if let (Some(awarded), Some(points)) = (awarded, points)
-        && awarded > points
-    {
-        problems.push(problem(
-            &at("awarded"),
-            format!("{awarded} is more than the task's {points} points"),
-        ));
-    }
     let verdict = match verdict_word.as_deref() {
         Some("accepted") => Some(Verdict::Accepted { awarded }),
-        Some("rejected") => {
-            if awarded.is_some() {
-                problems.push(problem(
-                    &at("awarded"),
-                    "a rejected task cannot be awarded points".into(),
-                ));
-            }
-            Some(Verdict::Rejected)
-        }
+        // Points awarded with a rejection or a reopening mean nothing: ignored.
+        Some("rejected") => Some(Verdict::Rejected),
+        Some("reopened") => Some(Verdict::Reopened),
         Some(other) => {
-            problems
-                .push(problem(&at("verdict"), format!("{other:?} is not accepted or rejected")));
+            problems.push(problem(
+                &at("verdict"),
+                format!("{other:?} is not accepted, rejected or reopened"),
+            ));
             None
         }
         None => None,
@@ -984,15 +1225,58 @@ fn read_review(
     let comment = read_str(doc, obj, "comment", &at("comment"), problems);
     let reviewer = read_str(doc, obj, "reviewer", &at("reviewer"), problems);
     let at_ms = read_timestamp(doc, obj, "at", &at("at"), problems);
-    for key in doc.keys(obj) {
-        if !matches!(key.as_str(), "verdict" | "awarded" | "comment" | "reviewer" | "at") {
-            problems.push(problem(&at(&key), "is not a field of the schema".into()));
+    let overridden = matches!(scalar(doc, obj, "override"), Some(ScalarValue::Boolean(true)));
+    let seen = match doc.get(obj, "seen") {
+        Ok(None) => Some(None),
+        Ok(Some((Value::Object(ObjType::Map), seen))) => {
+            read_seen(doc, &seen, id, problems).map(Some)
         }
-    }
+        _ => {
+            problems.push(problem(&at("seen"), "is not a map".into()));
+            None
+        }
+    };
     if problems.len() != before {
         return None;
     }
-    Some(Review { verdict: verdict?, comment: comment?, reviewer: reviewer?, at_ms: at_ms? })
+    Some(Review {
+        verdict: verdict?,
+        comment: comment?,
+        reviewer: reviewer?,
+        at_ms: at_ms?,
+        overridden,
+        seen: seen?,
+    })
+}
+
+fn read_seen(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>) -> Option<Seen> {
+    let at = |field: &str| format!("tasks/{id}/review/seen/{field}");
+    for key in doc.keys(obj) {
+        if !SEEN_FIELDS.contains(&key.as_str()) {
+            problems.push(problem(&at(&key), "is not a field of the schema; ignored".into()));
+        }
+    }
+    let star = read_str(doc, obj, "star", &at("star"), problems);
+    let points = read_int(doc, obj, "points", &at("points"), 1..=100, problems);
+    let status = read_status(doc, obj, "status", &at("status"), problems);
+    let progress = read_int(doc, obj, "progress", &at("progress"), 0..=100, problems);
+    let title = read_str(doc, obj, "title", &at("title"), problems);
+    let owner = read_str(doc, obj, "owner", &at("owner"), problems);
+    let due = read_due(doc, obj, "due", &at("due"), problems);
+    let notes = read_int(doc, obj, "notes", &at("notes"), 0..=i64::from(u32::MAX), problems);
+    let withdrawn =
+        read_int(doc, obj, "withdrawn", &at("withdrawn"), 0..=i64::from(u32::MAX), problems);
+    Some(Seen {
+        star: star?,
+        points: points?,
+        status: status?,
+        progress: progress?,
+        title: title?,
+        owner: owner?,
+        due: due?,
+        notes: notes?,
+        withdrawn: withdrawn?,
+    })
 }
 
 fn scalar(doc: &Automerge, obj: &ObjId, key: &str) -> Option<ScalarValue> {

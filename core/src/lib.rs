@@ -29,7 +29,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use document::{CommunityDoc, EditError, HistoryEntry, NewTask, Problem, Stamp, TaskEdit};
-pub use policy::{Denied, Writer, authorize};
+pub use policy::{Policy, Refusal, Role, Writer};
 pub use ranking::{Freshness, RankEntry, Ranked, rank};
 pub use registry::{Community, Registry, RegistryError, Subdistrict};
 pub use scoring::{CommunityScore, Lack, StarScore, earned_hundredths, score};
@@ -163,7 +163,8 @@ pub struct Task {
     pub template: Option<String>,
     /// Evidence notes, oldest first.
     pub notes: Vec<Note>,
-    /// The district's verdict, if it has reviewed the task.
+    /// The district's latest verdict, if it has reviewed the task (a reopened
+    /// review is kept here too: see [`Task::verdict`]).
     pub review: Option<Review>,
 }
 
@@ -178,6 +179,87 @@ impl Task {
         matches!(self.due, Some(due) if due < today)
             && !matches!(self.status, TaskStatus::Done | TaskStatus::Failed)
     }
+
+    /// The verdict in force: accepted or rejected. A reopened review is no verdict.
+    pub fn verdict(&self) -> Option<&Review> {
+        self.review.as_ref().filter(|r| !matches!(r.verdict, Verdict::Reopened))
+    }
+
+    /// True when the district accepted the task and has not reopened it: its
+    /// score-affecting fields are locked on the node.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self.verdict(), Some(Review { verdict: Verdict::Accepted { .. }, .. }))
+    }
+
+    /// What the task looks like to a reviewer now, to pin in a review.
+    pub fn seen(&self) -> Seen {
+        Seen {
+            star: self.star.clone(),
+            points: self.points,
+            status: self.status,
+            progress: self.progress,
+            title: self.title.clone(),
+            owner: self.owner.clone(),
+            due: self.due,
+            notes: u32::try_from(self.notes.len()).unwrap_or(u32::MAX),
+            withdrawn: u32::try_from(self.notes.iter().filter(|n| n.withdrawn.is_some()).count())
+                .unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Changed since review (DOMAIN.md, version 2): the community changed one of its
+    /// fields or the notes after the verdict in force was given, so the task is back in
+    /// its task force's queue. The verdict still stands. Decided from the values the
+    /// review pinned, so every replica and every merge order agree. A review written
+    /// before pins existed (version 1) cannot tell, and says no.
+    pub fn changed_since_review(&self) -> bool {
+        match self.verdict().and_then(|r| r.seen.as_ref()) {
+            Some(seen) => *seen != self.seen(),
+            None => false,
+        }
+    }
+
+    /// The fields that differ from what the verdict in force saw, by name.
+    pub fn changed_fields(&self) -> Vec<&'static str> {
+        let Some(seen) = self.verdict().and_then(|r| r.seen.as_ref()) else {
+            return Vec::new();
+        };
+        let now = self.seen();
+        let mut fields = Vec::new();
+        if seen.star != now.star {
+            fields.push("star");
+        }
+        if seen.points != now.points {
+            fields.push("points");
+        }
+        if seen.status != now.status {
+            fields.push("status");
+        }
+        if seen.progress != now.progress {
+            fields.push("progress");
+        }
+        if seen.title != now.title {
+            fields.push("title");
+        }
+        if seen.owner != now.owner {
+            fields.push("owner");
+        }
+        if seen.due != now.due {
+            fields.push("due");
+        }
+        if seen.notes != now.notes || seen.withdrawn != now.withdrawn {
+            fields.push("notes");
+        }
+        fields
+    }
+
+    /// The star and points the task counts with: the ones a verdict pinned, else its own.
+    pub fn counted_star_and_points(&self) -> (&str, u32) {
+        match self.verdict().and_then(|r| r.seen.as_ref()) {
+            Some(seen) => (seen.star.as_str(), seen.points),
+            None => (self.star.as_str(), self.points),
+        }
+    }
 }
 
 /// An evidence note on a task.
@@ -189,6 +271,42 @@ pub struct Note {
     pub by: String,
     /// When, Unix milliseconds.
     pub at_ms: i64,
+    /// Set when the note was withdrawn: notes are never deleted or rewritten.
+    pub withdrawn: Option<Withdrawal>,
+}
+
+/// Who withdrew a note, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    /// Who withdrew it.
+    pub by: String,
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// What a reviewer saw of a task when giving a verdict (DOMAIN.md version 2: a review
+/// pins what it judged). Scoring uses the pinned star and points; any difference in
+/// the rest marks the task "changed since review".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// The task's star.
+    pub star: String,
+    /// Its points.
+    pub points: u32,
+    /// Its status.
+    pub status: TaskStatus,
+    /// Its progress.
+    pub progress: u32,
+    /// Its title.
+    pub title: String,
+    /// Its owner.
+    pub owner: String,
+    /// Its due date.
+    pub due: Option<chrono::NaiveDate>,
+    /// How many evidence notes it had.
+    pub notes: u32,
+    /// How many of them were withdrawn.
+    pub withdrawn: u32,
 }
 
 /// The district's verdict on a task.
@@ -203,6 +321,10 @@ pub struct Review {
     pub reviewer: String,
     /// When, Unix milliseconds.
     pub at_ms: i64,
+    /// True when the reviewer accepted a task that was not done, on purpose.
+    pub overridden: bool,
+    /// What the reviewer saw; `None` for reviews written before version 2.
+    pub seen: Option<Seen>,
 }
 
 /// A review verdict.
@@ -216,4 +338,18 @@ pub enum Verdict {
     },
     /// Rejected: the task earns nothing, and a rejected veto task blocks its star.
     Rejected,
+    /// An earlier verdict was cleared: the task counts as not reviewed and waits in
+    /// its task force's queue again.
+    Reopened,
+}
+
+impl Verdict {
+    /// The word stored in the document.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Accepted { .. } => "accepted",
+            Verdict::Rejected => "rejected",
+            Verdict::Reopened => "reopened",
+        }
+    }
 }

@@ -1,8 +1,11 @@
-//! Scoring model v1 (DOMAIN.md): one pure function, in integer hundredths of a point.
+//! Scoring model v1 with the review rules of product rule version 2 (DOMAIN.md): one
+//! pure function, in integer hundredths of a point.
 //!
-//! - earned points of a task: accepted → `awarded × 100` (full points when no
-//!   `awarded`); rejected → 0; not reviewed → `points × progress` (`done` counts as
-//!   100 % progress);
+//! - earned points of a task: accepted → `min(awarded, points) × 100` (full points when
+//!   no `awarded`); rejected → 0; not reviewed (or reopened) → `points × progress`
+//!   (`done` counts as 100 % progress). A verdict counts with the star and points it
+//!   pinned, whatever the community changed since; a version-1 review (no pins) with
+//!   the task's own;
 //! - star score: sum of its tasks' earned points, capped at 100 points;
 //! - a star is earned when its score reaches its pass mark, none of its veto tasks
 //!   is failed or rejected, and, for the capstone, every other star is earned;
@@ -95,12 +98,11 @@ pub fn format_points(hundredths: u32) -> String {
 
 /// Earned points of one task, in hundredths of a point.
 pub fn earned_hundredths(task: &Task) -> u32 {
-    match task.review.as_ref().map(|r| r.verdict) {
-        Some(Verdict::Accepted { awarded }) => {
-            awarded.unwrap_or(task.points).min(task.points) * HUNDREDTHS
-        }
+    let (_, points) = task.counted_star_and_points();
+    match task.verdict().map(|r| r.verdict) {
+        Some(Verdict::Accepted { awarded }) => awarded.unwrap_or(points).min(points) * HUNDREDTHS,
         Some(Verdict::Rejected) => 0,
-        None => task.points * task.effective_progress(),
+        Some(Verdict::Reopened) | None => task.points * task.effective_progress(),
     }
 }
 
@@ -108,7 +110,7 @@ fn veto_breach(task: &Task) -> Option<&'static str> {
     if !task.veto {
         return None;
     }
-    if matches!(task.review.as_ref().map(|r| r.verdict), Some(Verdict::Rejected)) {
+    if matches!(task.verdict().map(|r| r.verdict), Some(Verdict::Rejected)) {
         Some("rejected")
     } else if task.status == TaskStatus::Failed {
         Some("failed")
@@ -123,7 +125,7 @@ pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
         .stars
         .iter()
         .map(|star| {
-            let mine = tasks.iter().filter(|t| t.star == star.key);
+            let mine = tasks.iter().filter(|t| t.counted_star_and_points().0 == star.key);
             let uncapped: u32 = mine.clone().map(earned_hundredths).sum();
             let score = uncapped.min(STAR_POINTS * HUNDREDTHS);
             let pass_mark = star.pass_mark * HUNDREDTHS;
@@ -166,8 +168,11 @@ pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
             stars[i].earned = false;
         }
     }
-    let mut ignored_tasks: Vec<String> =
-        tasks.iter().filter(|t| standard.star(&t.star).is_none()).map(|t| t.id.clone()).collect();
+    let mut ignored_tasks: Vec<String> = tasks
+        .iter()
+        .filter(|t| standard.star(t.counted_star_and_points().0).is_none())
+        .map(|t| t.id.clone())
+        .collect();
     ignored_tasks.sort();
     CommunityScore {
         stars_earned: stars.iter().filter(|s| s.earned).count() as u32,

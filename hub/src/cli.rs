@@ -72,6 +72,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every change of a community's document (or of one task): what it claims (who,
+    /// when, what) beside what the hub recorded (which identity delivered it, when).
+    History {
+        /// The community's id.
+        community: String,
+        /// Only changes touching this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// How many communities hold five, four, three... stars, per subdistrict and in total.
     Tiers {
         /// Print JSON.
@@ -170,9 +182,13 @@ pub struct ReviewArgs {
     /// The reviewer's comment.
     #[arg(long, default_value = "", global = true)]
     pub comment: String,
-    /// Who reviews (a name; shown in the community's history).
+    /// Who reviews (a name; shown in the community's history; listed in [reviewers]
+    /// of hub.toml when any reviewer is).
     #[arg(long, global = true)]
     pub reviewer: Option<String>,
+    /// Accept a task that is not done (at less than 100 %): the review says so.
+    #[arg(long = "override", global = true)]
+    pub override_not_done: bool,
 }
 
 /// A verdict on the command line.
@@ -184,8 +200,11 @@ pub enum VerdictArg {
         #[arg(long)]
         awarded: Option<u32>,
     },
-    /// Reject the task: it earns nothing.
+    /// Reject the task: it earns nothing (a comment saying why is required).
     Reject,
+    /// Clear the verdict in force (a comment saying why is required): the task counts
+    /// as not reviewed and waits in the queue again.
+    Reopen,
 }
 
 /// `pki` subcommands.
@@ -231,9 +250,11 @@ impl WhoArgs {
             (Some(community), Some(device), _) => {
                 Writer::Device { community: community.clone(), device: device.clone() }
             }
-            (_, _, Some(name)) => Writer::Reviewer { name: name.clone() },
+            (_, _, Some(name)) => {
+                Writer::Reviewer { name: name.clone(), role: fivestar_core::Role::Office }
+            }
             // clap's group rules make this unreachable; say so plainly if not.
-            _ => Writer::Reviewer { name: String::new() },
+            _ => Writer::Reviewer { name: String::new(), role: fivestar_core::Role::Office },
         }
     }
 }
@@ -251,8 +272,8 @@ impl CliError {
     fn new(message: impl std::fmt::Display) -> CliError {
         CliError { message: message.to_string(), hint: None }
     }
-    fn hint(mut self, hint: &str) -> CliError {
-        self.hint = Some(hint.to_string());
+    fn hint(mut self, hint: impl Into<String>) -> CliError {
+        self.hint = Some(hint.into());
         self
     }
 }
@@ -323,7 +344,7 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
                     Writer::Device { community, device } => {
                         dir.join("issued").join(format!("{community}-{device}"))
                     }
-                    Writer::Reviewer { name } => {
+                    Writer::Reviewer { name, .. } => {
                         dir.join("issued").join(format!("reviewer-{name}"))
                     }
                 }
@@ -386,6 +407,9 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
             Ok(())
         }
         Command::Community { id, json } => community(data_dir, config, id, *json),
+        Command::History { community, task, json } => {
+            history(data_dir, config, community, task.as_deref(), *json)
+        }
         Command::Backup { out } => {
             if out.exists() {
                 return Err(CliError::new(format!("{} exists already", out.display()))
@@ -431,7 +455,13 @@ fn open_store(data_dir: &Path, config: &HubConfig) -> Result<HubStore, CliError>
             .hint("start the hub once (`fivestar-hub serve`) or check --data-dir"));
     }
     let (standard, registry) = standard_and_registry(config, data_dir).map_err(CliError::new)?;
-    HubStore::open(&db, &standard, &registry, Utc::now().timestamp_millis()).map_err(CliError::new)
+    let mut store = HubStore::open(&db, &standard, &registry, Utc::now().timestamp_millis())
+        .map_err(CliError::new)?;
+    let roles = config
+        .reviewer_roles(store.standard())
+        .map_err(|e| CliError::new(format!("hub.toml: {e}")).hint("fix [reviewers] in hub.toml"))?;
+    store.set_reviewers(roles);
+    Ok(store)
 }
 
 /// The standings view for the command line, errors explained.
@@ -473,7 +503,7 @@ fn filter(
                     .map(|s| format!("{} {}", s.code, s.name))
                     .collect();
                 CliError::new(format!("no subdistrict {wanted:?}"))
-                    .hint(&format!("use one of: {}", known.join(", ")))
+                    .hint(format!("use one of: {}", known.join(", ")))
             })?;
         view.rows.retain(|r| r.standing.subdistrict == code);
     }
@@ -525,6 +555,81 @@ fn verify(store: &mut HubStore, snapshot: Option<i64>) -> Result<(), CliError> {
     }
 }
 
+fn history(
+    data_dir: &Path,
+    config: &HubConfig,
+    id: &str,
+    task: Option<&str>,
+    json: bool,
+) -> Result<(), CliError> {
+    let mut store = open_store(data_dir, config)?;
+    if store.registry().community(id).is_none() {
+        return Err(CliError::new(format!("community {id:?} is not in the district registry"))
+            .hint("`fivestar-hub standings` lists every community with its id"));
+    }
+    let doc = store.community(id).map_err(CliError::new)?.ok_or_else(|| {
+        CliError::new(format!("community {id:?} has never synced: the hub holds nothing of it"))
+    })?;
+    if let Some(task) = task
+        && !doc.task_ids().iter().any(|t| t == task)
+    {
+        return Err(CliError::new(format!("there is no task {task:?} in community {id}"))
+            .hint(format!("`fivestar-hub community {id}` lists its tasks")));
+    }
+    let deliveries =
+        store.deliveries(&crate::store::community_doc_id(id)).map_err(CliError::new)?;
+    let entries = doc.history(task);
+    if json {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let delivered = deliveries.get(&e.hash);
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("delivered_by".into(), delivered.map(|d| d.0.clone()).into());
+                    map.insert("delivered_ms".into(), delivered.map(|d| d.1).into());
+                }
+                v
+            })
+            .collect();
+        out!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        return Ok(());
+    }
+    let mut table = report::grid(&[
+        "When (claimed)",
+        "Who (claimed)",
+        "Delivered by",
+        "Received",
+        "What",
+        "Fields",
+    ]);
+    for e in &entries {
+        let (by, at) = match deliveries.get(&e.hash) {
+            Some((peer, ms)) => (peer.clone(), report::local_time(*ms)),
+            None if e.at_seconds == 0 => ("(template)".into(), "—".into()),
+            None => ("(before the audit)".into(), "—".into()),
+        };
+        table.add_row(vec![
+            if e.at_seconds == 0 {
+                "(template)".into()
+            } else {
+                report::local_time(e.at_seconds * 1000)
+            },
+            e.by.clone(),
+            by,
+            at,
+            e.action.clone(),
+            e.paths.join("\n"),
+        ]);
+    }
+    out!("{table}");
+    out!(
+        "{} change(s). \"Delivered by\" is the certificate or account the hub recorded; \"Who\" is what the change itself says.",
+        entries.len()
+    );
+    Ok(())
+}
+
 fn community(data_dir: &Path, config: &HubConfig, id: &str, json: bool) -> Result<(), CliError> {
     let mut store = open_store(data_dir, config)?;
     let entry = store.registry().community(id).cloned().ok_or_else(|| {
@@ -568,17 +673,32 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
     let verdict = match args.verdict {
         VerdictArg::Accept { awarded } => Verdict::Accepted { awarded },
         VerdictArg::Reject => Verdict::Rejected,
+        VerdictArg::Reopen => Verdict::Reopened,
     };
-    let review =
-        Review { verdict, comment: args.comment.clone(), reviewer: reviewer.clone(), at_ms: now };
+    let review = Review {
+        verdict,
+        comment: args.comment.clone(),
+        reviewer: reviewer.clone(),
+        at_ms: now,
+        overridden: args.override_not_done,
+        seen: None,
+    };
     let stamp = Stamp { by: format!("reviewer {reviewer}"), at_ms: now };
-    let writer = Writer::Reviewer { name: reviewer.clone() };
+    // The role comes from hub.toml, not from here (HubStore::authoritative).
+    let writer = Writer::Reviewer { name: reviewer.clone(), role: fivestar_core::Role::Office };
     store.review(&args.community, &args.task, &review, &stamp, &writer).map_err(|err| {
         let hint = match &err {
             crate::store::ReviewError::Edit(fivestar_core::EditError::UnknownTask { .. }) => {
                 "the task must have reached the hub: check the id, or wait for the community's next sync"
             }
             crate::store::ReviewError::UnknownCommunity(_) => "check the community id in the registry",
+            crate::store::ReviewError::Edit(fivestar_core::EditError::NotDone { .. }) => {
+                "add --override to accept it anyway (the review will say so), or wait until it is done"
+            }
+            crate::store::ReviewError::Edit(fivestar_core::EditError::CommentRequired { .. }) => {
+                "add --comment \"...\" saying why"
+            }
+            crate::store::ReviewError::Denied(_) => "nothing was recorded; see [reviewers] in hub.toml",
             _ => "nothing was recorded",
         };
         CliError::new(err).hint(hint)
@@ -589,9 +709,15 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
         Verdict::Accepted { awarded: Some(a) } => format!("accepted with {a} points"),
         Verdict::Accepted { awarded: None } => "accepted with full points".to_string(),
         Verdict::Rejected => "rejected".to_string(),
+        Verdict::Reopened => "reopened".to_string(),
+    };
+    let note = if args.override_not_done && matches!(verdict, Verdict::Accepted { .. }) {
+        " The review records that it was accepted before it was done."
+    } else {
+        ""
     };
     out!(
-        "Recorded: {} of {name} ({}) {word}. Connected devices get it within a second; others at their next sync.",
+        "Recorded: {} of {name} ({}) {word}.{note} It is in the hub's database now; devices get it at their next sync with a running hub (connected ones within a second).",
         args.task,
         args.community
     );

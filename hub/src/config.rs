@@ -30,6 +30,12 @@ pub struct HubConfig {
     pub stale_after_seconds: u64,
     /// Limits that protect the hub.
     pub limits: Limits,
+    /// Who may review, and what: reviewer name → `"office"` (any task) or a star key
+    /// (that star's task force reviews only tasks of that star). Names are those on
+    /// reviewer certificates and given to `review --reviewer`. Empty: every reviewer
+    /// is the district office (a district with no task forces configured); once any
+    /// reviewer is listed, unlisted ones may not review.
+    pub reviewers: std::collections::BTreeMap<String, String>,
 }
 
 /// Limits on what one node may cost the hub.
@@ -60,6 +66,7 @@ impl Default for HubConfig {
             pki_dir: PathBuf::from("pki"),
             stale_after_seconds: 86_400,
             limits: Limits::default(),
+            reviewers: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -113,6 +120,33 @@ impl HubConfig {
         chrono::TimeDelta::seconds(
             i64::try_from(self.stale_after_seconds).unwrap_or(i64::MAX / 1000),
         )
+    }
+
+    /// The reviewers' roles, checked against the standard's stars.
+    pub fn reviewer_roles(
+        &self,
+        standard: &fivestar_core::Standard,
+    ) -> Result<std::collections::BTreeMap<String, fivestar_core::Role>, String> {
+        let stars: Vec<String> = fivestar_core::Kind::ALL
+            .iter()
+            .flat_map(|k| standard.kind(*k).star_keys())
+            .map(str::to_string)
+            .collect();
+        let mut roles = std::collections::BTreeMap::new();
+        for (name, role) in &self.reviewers {
+            let parsed: fivestar_core::Role =
+                role.parse().map_err(|e| format!("[reviewers] {name:?}: {e}"))?;
+            if let fivestar_core::Role::TaskForce(star) = &parsed
+                && !stars.contains(star)
+            {
+                return Err(format!(
+                    "[reviewers] {name:?}: {star:?} is not a star of the standard (use office or one of {})",
+                    stars.join(", ")
+                ));
+            }
+            roles.insert(name.clone(), parsed);
+        }
+        Ok(roles)
     }
 
     /// A path from the configuration, resolved against the data directory.

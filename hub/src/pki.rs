@@ -14,8 +14,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use fivestar_core::Writer;
 use fivestar_core::standard::is_key;
+use fivestar_core::{Role, Writer};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
@@ -81,11 +81,14 @@ pub fn identity_uri(writer: &Writer) -> String {
         Writer::Device { community, device } => {
             format!("urn:fivestar:community:{community}:device:{device}")
         }
-        Writer::Reviewer { name } => format!("urn:fivestar:reviewer:{name}"),
+        Writer::Reviewer { name, .. } => format!("urn:fivestar:reviewer:{name}"),
     }
 }
 
-/// Reads the writer from an identity URI; `None` when it is not one of ours.
+/// Reads the writer from an identity URI; `None` when it is not one of ours. A
+/// reviewer's role is not in the certificate: the hub gives it from `hub.toml`
+/// (`HubStore::authoritative`) before anything is written; until then it reads
+/// as the office.
 pub fn parse_identity_uri(uri: &str) -> Option<Writer> {
     let rest = uri.strip_prefix("urn:fivestar:")?;
     let parts: Vec<&str> = rest.split(':').collect();
@@ -93,7 +96,9 @@ pub fn parse_identity_uri(uri: &str) -> Option<Writer> {
         ["community", community, "device", device] if is_key(community) && is_key(device) => {
             Some(Writer::Device { community: community.to_string(), device: device.to_string() })
         }
-        ["reviewer", name] if is_key(name) => Some(Writer::Reviewer { name: name.to_string() }),
+        ["reviewer", name] if is_key(name) => {
+            Some(Writer::Reviewer { name: name.to_string(), role: Role::Office })
+        }
         _ => None,
     }
 }
@@ -333,7 +338,7 @@ fn check_names(writer: &Writer) -> Result<(), PkiError> {
                 return Err(bad("device name", device));
             }
         }
-        Writer::Reviewer { name } => {
+        Writer::Reviewer { name, .. } => {
             if !is_key(name) {
                 return Err(bad("reviewer id", name));
             }
@@ -411,7 +416,7 @@ mod tests {
         let device = Writer::Device { community: "fangou".into(), device: "d1".into() };
         assert_eq!(identity_uri(&device), "urn:fivestar:community:fangou:device:d1");
         assert_eq!(parse_identity_uri(&identity_uri(&device)), Some(device));
-        let reviewer = Writer::Reviewer { name: "wangmin".into() };
+        let reviewer = Writer::Reviewer { name: "wangmin".into(), role: Role::Office };
         assert_eq!(parse_identity_uri(&identity_uri(&reviewer)), Some(reviewer));
         for bad in [
             "urn:other:community:a:device:b",

@@ -558,12 +558,23 @@ pub fn community_text(
         let (verdict, comment) = match &t.review {
             None => (String::new(), String::new()),
             Some(r) => (
-                match r.verdict {
-                    fivestar_core::Verdict::Accepted { awarded: None } => "accepted".to_string(),
-                    fivestar_core::Verdict::Accepted { awarded: Some(a) } => {
-                        format!("accepted, {a}")
+                {
+                    let word = match r.verdict {
+                        fivestar_core::Verdict::Accepted { awarded: None } => {
+                            "accepted".to_string()
+                        }
+                        fivestar_core::Verdict::Accepted { awarded: Some(a) } => {
+                            format!("accepted, {a}")
+                        }
+                        fivestar_core::Verdict::Rejected => "rejected".to_string(),
+                        fivestar_core::Verdict::Reopened => "reopened".to_string(),
+                    };
+                    let changed = t.changed_fields();
+                    if changed.is_empty() {
+                        word
+                    } else {
+                        format!("{word}; changed since review: {}", changed.join(", "))
                     }
-                    fivestar_core::Verdict::Rejected => "rejected".to_string(),
                 },
                 format!("{} ({})", r.comment, r.reviewer),
             ),

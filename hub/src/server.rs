@@ -40,6 +40,9 @@ pub const DATABASE_FILE: &str = "hub.db";
 /// Why the hub could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// `[reviewers]` of hub.toml names a role that does not exist.
+    #[error("hub.toml: {0}")]
+    Reviewers(String),
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -142,7 +145,8 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     let tls = TlsReloader::new(pki)?;
     let (standard, registry) = standard_and_registry(&config, data_dir)?;
     let now = chrono::Utc::now().timestamp_millis();
-    let store = HubStore::open(&data_dir.join(DATABASE_FILE), &standard, &registry, now)?;
+    let mut store = HubStore::open(&data_dir.join(DATABASE_FILE), &standard, &registry, now)?;
+    store.set_reviewers(config.reviewer_roles(store.standard()).map_err(ServeError::Reviewers)?);
     let store = StoreThread::spawn("hub-store", store).map_err(ServeError::Thread)?;
 
     let listener = TcpListener::bind(config.listen)

@@ -120,13 +120,15 @@ pub fn to_status(err: SessionError) -> Status {
         SessionError::NoHello | SessionError::Protocol(_) => Code::InvalidArgument,
         SessionError::NotInRegistry(_)
         | SessionError::Ungranted { .. }
-        | SessionError::Refused(Refusal::Denied(_)) => Code::PermissionDenied,
+        | SessionError::Refused(Refusal::Denied { .. }) => Code::PermissionDenied,
         SessionError::Refused(Refusal::Invalid { .. } | Refusal::Malformed { .. })
         | SessionError::Undecodable { .. } => Code::InvalidArgument,
         SessionError::TooLarge { .. } | SessionError::Busy(_) => Code::ResourceExhausted,
         SessionError::IdleTimeout(_) => Code::DeadlineExceeded,
         SessionError::ShuttingDown | SessionError::Disconnected(_) => Code::Unavailable,
-        SessionError::Store(_) | SessionError::Refused(Refusal::Store(_)) => Code::Internal,
+        SessionError::Store(_) | SessionError::Refused(Refusal::Store(_) | Refusal::Policy(_)) => {
+            Code::Internal
+        }
     };
     Status::new(code, err.to_string())
 }
@@ -245,11 +247,14 @@ impl QueryApi for QueryService {
                     due: t.due.map(|d| d.to_string()).unwrap_or_default(),
                     veto: t.veto,
                     earned_hundredths: fivestar_core::earned_hundredths(t),
-                    review_verdict: match t.review.as_ref().map(|r| r.verdict) {
-                        None => String::new(),
-                        Some(fivestar_core::Verdict::Accepted { .. }) => "accepted".into(),
-                        Some(fivestar_core::Verdict::Rejected) => "rejected".into(),
-                    },
+                    review_verdict: t
+                        .review
+                        .as_ref()
+                        .map(|r| r.verdict.as_str().to_string())
+                        .unwrap_or_default(),
+                    changed_since_review: t.changed_since_review(),
+                    counted_star_key: t.counted_star_and_points().0.to_string(),
+                    counted_points: t.counted_star_and_points().1,
                     review_comment: t
                         .review
                         .as_ref()

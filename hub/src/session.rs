@@ -152,7 +152,9 @@ impl SessionError {
         match self {
             SessionError::NoHello | SessionError::Protocol(_) => "protocol",
             SessionError::NotInRegistry(_) => "unknown_community",
-            SessionError::Ungranted { .. } | SessionError::Refused(Refusal::Denied(_)) => "denied",
+            SessionError::Ungranted { .. } | SessionError::Refused(Refusal::Denied { .. }) => {
+                "denied"
+            }
             SessionError::Refused(Refusal::Invalid { .. }) => "invalid",
             SessionError::Refused(Refusal::Malformed { .. }) | SessionError::Undecodable { .. } => {
                 "malformed"
@@ -161,7 +163,8 @@ impl SessionError {
             SessionError::IdleTimeout(_) => "idle",
             SessionError::Busy(_) => "busy",
             SessionError::ShuttingDown => "shutdown",
-            SessionError::Store(_) | SessionError::Refused(Refusal::Store(_)) => "store",
+            SessionError::Store(_)
+            | SessionError::Refused(Refusal::Store(_) | Refusal::Policy(_)) => "store",
             SessionError::Disconnected(_) => "disconnected",
         }
     }
@@ -220,7 +223,7 @@ pub async fn run(
     };
     let (community, device) = match &writer {
         Writer::Device { community, device } => (community.clone(), device.clone()),
-        Writer::Reviewer { name } => (String::new(), format!("reviewer {name}")),
+        Writer::Reviewer { name, .. } => (String::new(), format!("reviewer {name}")),
     };
     let span = tracing::info_span!("sync_session", %community, %device, %addr);
     tracing::Instrument::instrument(
@@ -505,7 +508,7 @@ impl Session {
                     Writer::Device { community, device } => {
                         (Some(community.clone()), device.clone())
                     }
-                    Writer::Reviewer { name } => (None, name.clone()),
+                    Writer::Reviewer { name, .. } => (None, name.clone()),
                 };
                 let peer = peer_name(&self.writer);
                 let class = err.class().to_string();

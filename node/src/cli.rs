@@ -28,8 +28,8 @@ use fivestar_core::document::NewTask;
 use fivestar_core::scoring::format_points;
 use fivestar_core::standard::{SAMPLE_STANDARD_TOML, is_key};
 use fivestar_core::{
-    CommunityDoc, EditError, KindStandard, Registry, Stamp, Standard, Task, TaskEdit, TaskStatus,
-    Verdict, earned_hundredths, score,
+    CommunityDoc, EditError, KindStandard, Policy, Registry, Stamp, Standard, Task, TaskEdit,
+    TaskStatus, Verdict, earned_hundredths, score,
 };
 use serde_json::json;
 
@@ -223,6 +223,14 @@ enum TaskCommand {
         /// The evidence, in your words.
         text: String,
     },
+    /// Withdraw an evidence note (it stays in the record, marked withdrawn; notes are
+    /// never deleted).
+    Withdraw {
+        /// The task's id (a unique beginning is enough).
+        id: String,
+        /// The note's number, as `task show` lists it (1, 2, ...).
+        number: usize,
+    },
     /// Give a task to someone.
     Assign {
         /// The task's id (a unique beginning is enough).
@@ -287,6 +295,10 @@ impl From<StoreError> for CliError {
             StoreError::Store(DocStoreError::Sqlite { .. } | DocStoreError::Stopped) => {
                 "check that the disk is not full and the folder is writable"
             }
+            StoreError::Refused(_) => {
+                "nothing was saved; please tell the district's operators what you tried, with \
+                 this message"
+            }
         };
         CliError::new(err.to_string()).hint(hint)
     }
@@ -315,6 +327,14 @@ impl From<EditError> for CliError {
                 Some("`fivestar-node task list` shows every task and its id")
             }
             EditError::UnknownStar { .. } => Some("use one of the star keys listed above"),
+            EditError::Locked { .. } => Some(
+                "ask the district to reopen the task; evidence notes, owner and due date can \
+                 still be changed",
+            ),
+            EditError::StandardOwned { .. } => Some(
+                "the district's standard sets it; add a task of your own (`task add`) for other work",
+            ),
+            EditError::UnknownNote { .. } => Some("`fivestar-node task show ID` numbers the notes"),
             _ => None,
         };
         let error = CliError::new(err.to_string());
@@ -486,6 +506,7 @@ impl Node {
         }
         let mut store = Store::open(&db_path, &config.community)?;
         let mut config = config;
+        let local_standard = standard.clone();
         let mut standard = standard;
         // Once synced, the district's own standard and registry entry win: they are
         // the newest the node has, and they stay in force offline.
@@ -500,6 +521,11 @@ impl Node {
                 config.community_name = entry.name.clone();
             }
         }
+        // The district's write rules, checked before every edit is saved: the hub
+        // checks the same, so nothing this node saves is refused there.
+        let mut policy = Policy::new(&config.community, standard.kind(config.kind))?;
+        policy.add_edition(local_standard.kind(config.kind))?;
+        store.set_policy(policy);
         Ok(Node { config, standard, store })
     }
 
@@ -668,6 +694,14 @@ impl Node {
                 })?;
                 out!("Saved: note {} on {}.", task.notes.len(), task.id);
             }
+            TaskCommand::Withdraw { id, number } => {
+                let task = self.write(|doc, _, stamp| {
+                    let id = resolve_id(doc, &id)?;
+                    doc.withdraw_note(&id, number, stamp)?;
+                    Ok(doc.task(&id)?)
+                })?;
+                out!("Saved: note {number} of {} is withdrawn (it stays in the record).", task.id);
+            }
             TaskCommand::Assign { id, owner } => {
                 let task =
                     self.edit(&id, TaskEdit { owner: Some(owner), ..TaskEdit::default() })?;
@@ -685,16 +719,27 @@ impl Node {
         })
     }
 
+    /// Every task that can be read. A task that cannot (a damaged record: only
+    /// changes this program would refuse to make can do that) is left out with a
+    /// warning naming what is wrong and the way out; everything else works.
     fn read_tasks(&mut self) -> Result<Vec<Task>, CliError> {
         let doc = self.store.read()?;
-        doc.tasks().map_err(|problems| {
-            CliError::new(format!(
-                "the community's document has {} problem(s): {}",
-                problems.len(),
-                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
-            ))
-            .hint("this should not happen; send node.db to the district's operators")
-        })
+        let (tasks, problems) = doc.read();
+        if !problems.is_empty() {
+            eprintln!(
+                "warning: {} problem(s) in the community's records; a task with a problem in a \
+                 required field is left out of lists and scores:",
+                problems.len()
+            );
+            for problem in &problems {
+                eprintln!("  {problem}");
+            }
+            eprintln!(
+                "  way out: `fivestar-node history --task ID` shows who changed the task; the \
+                 district's operators can repair it (send them this message)"
+            );
+        }
+        Ok(tasks)
     }
 
     fn template_apply(&mut self) -> Result<(), CliError> {
@@ -762,11 +807,26 @@ impl Node {
             None => None,
         };
         let entries = doc.history(task.as_deref());
+        let received = self.store.received(&self.store.identity().doc_id())?;
+        let origin = |hash: &str| match received.get(hash) {
+            Some(ms) => format!("via the district, {}", local_time(*ms)),
+            None => "this device".to_string(),
+        };
         if json {
-            print_json(&entries);
+            let rows: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| {
+                    let mut v = serde_json::to_value(e).unwrap_or_default();
+                    if let Some(map) = v.as_object_mut() {
+                        map.insert("received_ms".into(), json!(received.get(&e.hash)));
+                    }
+                    v
+                })
+                .collect();
+            print_json(&rows);
             return Ok(());
         }
-        let mut table = table(&["When", "Who", "What", "Fields"]);
+        let mut table = table(&["When", "Who", "From", "What", "Fields"]);
         for entry in &entries {
             let when = if entry.at_seconds == 0 {
                 "(template)".to_string()
@@ -776,6 +836,7 @@ impl Node {
             table.add_row(vec![
                 when,
                 entry.by.clone(),
+                origin(&entry.hash),
                 entry.action.clone(),
                 entry.paths.join("\n"),
             ]);
@@ -936,6 +997,32 @@ impl Node {
                 "Reviewed",
                 format!("{} by {}: {}", local_time(review.at_ms), review.reviewer, review.comment),
             );
+            if review.overridden {
+                row("Note", "accepted before it was done (the reviewer overrode)".into());
+            }
+            let (star, points) = t.counted_star_and_points();
+            if t.verdict().is_some() && (star != t.star || points != t.points) {
+                row(
+                    "Counts as",
+                    format!("{points} points of {} (as reviewed)", self.star_label(star)),
+                );
+            }
+            let changed = t.changed_fields();
+            if !changed.is_empty() {
+                row(
+                    "Changed since review",
+                    format!(
+                        "{}: the verdict stands; the district will look again",
+                        changed.join(", ")
+                    ),
+                );
+            }
+            if t.is_accepted() {
+                row(
+                    "Locked",
+                    "status, progress, star and points (ask the district to reopen)".into(),
+                );
+            }
         }
         row(
             "From",
@@ -947,7 +1034,17 @@ impl Node {
         } else {
             out!("Evidence notes:");
             for (i, note) in t.notes.iter().enumerate() {
-                out!("  {}. {} ({}, {})", i + 1, note.text, note.by, local_time(note.at_ms));
+                let withdrawn = match &note.withdrawn {
+                    Some(w) => format!(" [withdrawn by {} at {}]", w.by, local_time(w.at_ms)),
+                    None => String::new(),
+                };
+                out!(
+                    "  {}. {} ({}, {}){withdrawn}",
+                    i + 1,
+                    note.text,
+                    note.by,
+                    local_time(note.at_ms)
+                );
             }
         }
     }
@@ -1066,12 +1163,14 @@ fn init_logging(json: bool) {
 }
 
 fn review_text(t: &Task) -> String {
-    match t.review.as_ref().map(|r| r.verdict) {
-        None => String::new(),
-        Some(Verdict::Accepted { awarded: None }) => "accepted".into(),
+    let verdict = match t.review.as_ref().map(|r| r.verdict) {
+        None => return String::new(),
+        Some(Verdict::Accepted { awarded: None }) => "accepted".to_string(),
         Some(Verdict::Accepted { awarded: Some(a) }) => format!("accepted, {a} pts"),
         Some(Verdict::Rejected) => "rejected".into(),
-    }
+        Some(Verdict::Reopened) => "reopened".into(),
+    };
+    if t.changed_since_review() { format!("{verdict}; changed since review") } else { verdict }
 }
 
 fn task_json(t: &Task, today: NaiveDate) -> serde_json::Value {

@@ -6,10 +6,11 @@
 //! tables. When [`Store::write`] returns `Ok`, the change is committed and fsynced
 //! (WAL, `synchronous = FULL`): it survives a crash of the program and a power cut.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
-use fivestar_core::CommunityDoc;
+use fivestar_core::{CommunityDoc, Policy, Refusal, Writer};
 use fivestar_store::rusqlite::{OptionalExtension, params};
 use fivestar_store::{DocStore, Schema, Txn};
 
@@ -31,6 +32,14 @@ const NODE_MIGRATIONS: &[&str] = &[
          error TEXT,
          summary TEXT
      ) STRICT;",
+    // 2: changes that came from the hub, and when (history shows them apart from
+    // this device's own).
+    "CREATE TABLE received (
+         doc_id TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         received_ms INTEGER NOT NULL,
+         PRIMARY KEY (doc_id, hash)
+     ) STRICT;",
 ];
 
 /// The node's database schema.
@@ -48,6 +57,10 @@ pub enum StoreError {
     /// The file or SQLite failed.
     #[error(transparent)]
     Store(#[from] DocStoreError),
+    /// The edit breaks a write rule the district enforces (a bug in this program if
+    /// it happens: the edits themselves check first). Nothing was saved.
+    #[error("the district would refuse this edit, so it was not saved: {0}")]
+    Refused(#[from] Refusal),
     /// The database belongs to another community.
     #[error("{path} holds community {found:?}, but the configuration says {expected:?}")]
     WrongCommunity {
@@ -107,6 +120,9 @@ pub struct Pending {
 pub struct Store {
     docs: DocStore,
     identity: Identity,
+    /// The district's write rules, checked before every edit is saved (the same check
+    /// the hub makes), once the caller has set them.
+    policy: Option<Policy>,
 }
 
 impl Store {
@@ -128,7 +144,7 @@ impl Store {
         docs.set_meta("actor", &identity.actor.to_hex_string())?;
         let doc = CommunityDoc::new(community, identity.actor.clone());
         docs.write(|t| t.save(&identity.doc_id(), &[], doc.automerge(), now_ms))??;
-        Ok(Store { docs, identity })
+        Ok(Store { docs, identity, policy: None })
     }
 
     /// Opens an existing node database (it is never created here).
@@ -149,7 +165,13 @@ impl Store {
                 expected: expected_community.to_string(),
             });
         }
-        Ok(Store { docs, identity: Identity { community, device, actor } })
+        Ok(Store { docs, identity: Identity { community, device, actor }, policy: None })
+    }
+
+    /// Sets the write rules every later [`Store::write`] is checked against before it
+    /// is saved: the hub runs the same check, so what this node saves, the hub accepts.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = Some(policy);
     }
 
     /// Who this node is.
@@ -192,11 +214,20 @@ impl Store {
         edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
         let identity = self.identity.clone();
-        let outcome = self.docs.write(|txn| -> Result<Result<T, E>, DocStoreError> {
+        let policy = self.policy.as_ref();
+        let writer = Writer::Device {
+            community: identity.community.clone(),
+            device: identity.device.clone(),
+        };
+        let outcome = self.docs.write(|txn| -> Result<Result<T, E>, StoreError> {
             let mut doc = load_community(txn, &identity)?;
             let before = doc.heads();
             match edit(&mut doc) {
                 Ok(out) => {
+                    if let Some(policy) = policy {
+                        let new = doc.automerge().get_changes(&before);
+                        policy.check(&writer, doc.automerge(), &new)?;
+                    }
                     txn.save(&identity.doc_id(), &before, doc.automerge(), now_ms)?;
                     Ok(Ok(out))
                 }
@@ -204,7 +235,20 @@ impl Store {
             }
         })?;
         // A failed edit saved nothing, so its (empty) transaction commits nothing.
-        Ok(outcome?)
+        outcome
+    }
+
+    /// When each change that came from the hub was received, by change hash.
+    pub fn received(&self, doc_id: &str) -> Result<HashMap<String, i64>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare("SELECT hash, received_ms FROM received WHERE doc_id = ?1")
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([doc_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.docs.err(e))?;
+        Ok(rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?)
     }
 
     /// Folds every chunk into a fresh snapshot now.
@@ -355,6 +399,24 @@ fn load_community(txn: &mut Txn<'_>, identity: &Identity) -> Result<CommunityDoc
         detail: "it is missing".into(),
     })?;
     Ok(CommunityDoc::from_automerge(&identity.community, doc, identity.actor.clone()))
+}
+
+/// Records, inside a write transaction, that `changes` came from the hub.
+pub fn record_received(
+    txn: &mut Txn<'_>,
+    doc_id: &str,
+    changes: &[automerge::Change],
+    now_ms: i64,
+) -> Result<(), DocStoreError> {
+    for change in changes {
+        txn.sql()
+            .execute(
+                "INSERT OR IGNORE INTO received (doc_id, hash, received_ms) VALUES (?1, ?2, ?3)",
+                params![doc_id, change.hash().to_string(), now_ms],
+            )
+            .map_err(|e| txn.err(e))?;
+    }
+    Ok(())
 }
 
 fn parse_heads(text: &str) -> Vec<ChangeHash> {

@@ -702,11 +702,13 @@ fn apply(
         } else {
             pending.extend(chunks);
         }
-        let new = doc.get_changes(&before).len();
-        if new > 0 {
-            txn.save(doc_id, &before, &doc, now_ms())?;
+        let new = doc.get_changes(&before);
+        if !new.is_empty() {
+            let now = now_ms();
+            txn.save(doc_id, &before, &doc, now)?;
+            crate::store::record_received(txn, doc_id, &new, now)?;
         }
-        Ok(new)
+        Ok(new.len())
     })?
 }
 

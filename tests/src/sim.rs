@@ -201,8 +201,12 @@ pub async fn run(
         let node_dir = dir.join("nodes").join(&community.id);
         let hub_addr = proxies.get(&community.id).map_or(hub.addr, |p| p.addr);
         let node_config = create_node(&pki, &standard, community, &node_dir, hub_addr)?;
-        let store =
+        let mut store =
             Store::open(&node_dir.join("node.db"), &community.id).map_err(|e| err("node")(&e))?;
+        // The node checks every edit against the district's rules, as the CLI does.
+        let policy = fivestar_core::Policy::new(&community.id, standard.kind(community.kind))
+            .map_err(|e| err("policy")(&e))?;
+        store.set_policy(policy);
         let store = StoreThread::spawn("node-store", store).map_err(|e| err("node thread")(&e))?;
         let kind = standard.kind(community.kind).clone();
         store
@@ -225,7 +229,7 @@ pub async fn run(
     let mut outcome_good = 0;
     let mut outcome_failed = 0;
     let mut unexpected = Vec::new();
-    let reviewer = Writer::Reviewer { name: "district".into() };
+    let reviewer = Writer::Reviewer { name: "district".into(), role: fivestar_core::Role::Office };
     for week in 1..=config.weeks {
         // Links: cut for communities in their offline weeks.
         for (id, (start, end)) in &offline {
@@ -514,6 +518,8 @@ async fn review_some(
             comment: format!("第{week}周审核"),
             reviewer: "区考核组".into(),
             at_ms: now_ms(),
+            overridden: false,
+            seen: None,
         };
         let stamp = Stamp { by: "reviewer 区考核组".into(), at_ms: review.at_ms };
         let (c, t, r, w) = (community.clone(), task.id.clone(), review.clone(), reviewer.clone());

@@ -40,6 +40,8 @@ pub(crate) fn reviewed(mut t: Task, verdict: Verdict) -> Task {
         comment: String::new(),
         reviewer: "district".to_string(),
         at_ms: 0,
+        overridden: false,
+        seen: None,
     });
     t
 }

@@ -2,19 +2,27 @@
 //! hub knows of each device. Same design as the node's (`fivestar-store`): snapshot +
 //! chunks, WAL with `synchronous = FULL`, writes under SQLite's write lock.
 //!
-//! Every incoming change passes three gates before it is stored, all on a copy of the
-//! document: it must decode, the writer must be allowed to make it
-//! ([`fivestar_core::authorize`]), and the document must stay valid
-//! ([`fivestar_core::document::validate`]). If any gate refuses, nothing is stored.
+//! Every incoming change passes two gates before it is stored, both on a copy of the
+//! document: the message must decode and merge, and every new change must pass
+//! [`fivestar_core::Policy::check`] for the identity that delivered it, judged against
+//! the stored document it merges into (ownership, honest content, values). If a gate
+//! refuses, nothing is stored. Rules that span fields written by different people are
+//! not gates (DOMAIN.md's first law): they are decided when a document is read.
+//!
+//! Every change stored is recorded in `deliveries` with the identity that delivered
+//! it and when, so `history` can show who really sent a change whatever its actor id
+//! or commit message claims.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, ChangeHash, ReadDoc};
-use fivestar_core::document::{community_of, validate};
+use fivestar_core::document::community_of;
+use fivestar_core::policy::check_district;
 use fivestar_core::{
-    CommunityDoc, Denied, EditError, Kind, Problem, Registry, Review, Stamp, Standard, Writer,
-    authorize, district,
+    CommunityDoc, EditError, Kind, Policy, Registry, Review, Role, Stamp, Standard, Writer,
+    district,
 };
 use fivestar_store::rusqlite::params;
 use fivestar_store::{DocStore, Schema, StoreError};
@@ -56,6 +64,14 @@ const HUB_MIGRATIONS: &[&str] = &[
          rows TEXT NOT NULL
      ) STRICT;
      CREATE INDEX snapshots_by_time ON standings_snapshots (computed_ms);",
+    // 3: who delivered every change the hub stored, and when (the audit).
+    "CREATE TABLE deliveries (
+         doc_id TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         peer TEXT NOT NULL,
+         delivered_ms INTEGER NOT NULL,
+         PRIMARY KEY (doc_id, hash)
+     ) STRICT;",
 ];
 
 /// The hub's database schema.
@@ -68,25 +84,31 @@ pub use fivestar_core::document::{DISTRICT_DOC_ID as DISTRICT_DOC, community_doc
 pub fn peer_name(writer: &Writer) -> String {
     match writer {
         Writer::Device { community, device } => format!("{community}/{device}"),
-        Writer::Reviewer { name } => format!("reviewer/{name}"),
+        Writer::Reviewer { name, .. } => format!("reviewer/{name}"),
     }
 }
 
 /// Why an incoming sync message was refused. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    /// The writer may not make this change.
-    #[error("{0}")]
-    Denied(#[from] Denied),
-    /// The change would leave the document invalid.
-    #[error("the change to {doc_id} would break the document: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    /// The writer may not make this change (a field its role does not own).
+    #[error("{detail}")]
+    Denied {
+        /// The document.
+        doc_id: String,
+        /// The rule broken, in words.
+        detail: String,
+    },
+    /// A value does not fit the schema.
+    #[error("the change to {doc_id} does not fit the schema: {detail}")]
     Invalid {
         /// The document.
         doc_id: String,
-        /// What would be wrong.
-        problems: Vec<Problem>,
+        /// What is wrong, with its path.
+        detail: String,
     },
-    /// The message does not fit the document (Automerge refused it).
+    /// The message does not fit the document (Automerge refused it), or a change is
+    /// forged (its operations name operations outside its own history).
     #[error("the sync message for {doc_id} cannot be applied: {detail}")]
     Malformed {
         /// The document.
@@ -97,6 +119,23 @@ pub enum Refusal {
     /// The hub could not store it.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The hub could not build the community's write rules.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// The write rules of a community could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The standard's template changes could not be made.
+    #[error("the standard's template cannot be built: {0}")]
+    Template(#[from] EditError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cache lost an entry it had just inserted.
+    #[error("the write rules were lost from the cache")]
+    Lost,
 }
 
 /// What a received message brought.
@@ -117,12 +156,15 @@ pub enum ReviewError {
     /// The community has never synced: the hub has no such task.
     #[error(transparent)]
     Edit(#[from] EditError),
-    /// The policy refused it (a bug if it happens: reviews write only review fields).
-    #[error(transparent)]
-    Denied(#[from] Denied),
+    /// The reviewer may not review this task, or is not a reviewer of this hub.
+    #[error("{0}")]
+    Denied(String),
     /// The hub could not store it.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The hub could not build the community's write rules.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// What a node said about itself at the start of a session.
@@ -189,6 +231,27 @@ pub struct HubStore {
     registry_sha: String,
     /// Scores by community, with the heads they were computed at.
     scores: standings::ScoreCache,
+    /// Reviewers' roles from `hub.toml` (`[reviewers]`); empty: every reviewer is the
+    /// office (a district with one review office and no task forces configured).
+    reviewers: BTreeMap<String, Role>,
+    /// The write rules of each community, built on first use.
+    policies: HashMap<String, Policy>,
+}
+
+/// How a refused change becomes a [`Refusal`].
+fn refusal(doc_id: &str, refused: fivestar_core::Refusal) -> Refusal {
+    let doc_id = doc_id.to_string();
+    match refused {
+        fivestar_core::Refusal::Denied { .. } => {
+            Refusal::Denied { doc_id, detail: refused.to_string() }
+        }
+        fivestar_core::Refusal::Invalid { .. } => {
+            Refusal::Invalid { doc_id, detail: refused.to_string() }
+        }
+        fivestar_core::Refusal::Malformed { .. } => {
+            Refusal::Malformed { doc_id, detail: refused.to_string() }
+        }
+    }
 }
 
 impl HubStore {
@@ -233,7 +296,60 @@ impl HubStore {
             standard_sha,
             registry_sha,
             scores: standings::ScoreCache::default(),
+            reviewers: BTreeMap::new(),
+            policies: HashMap::new(),
         })
+    }
+
+    /// Sets the reviewers' roles (`[reviewers]` of `hub.toml`).
+    pub fn set_reviewers(&mut self, reviewers: BTreeMap<String, Role>) {
+        self.reviewers = reviewers;
+    }
+
+    /// The writer as this hub authorizes it: a reviewer gets the role `hub.toml` gives
+    /// them, whatever the caller said. A reviewer not listed there (when any is) may
+    /// not write.
+    pub fn authoritative(&self, writer: &Writer) -> Result<Writer, String> {
+        match writer {
+            Writer::Device { .. } => Ok(writer.clone()),
+            Writer::Reviewer { name, .. } if self.reviewers.is_empty() => {
+                Ok(Writer::Reviewer { name: name.clone(), role: Role::Office })
+            }
+            Writer::Reviewer { name, .. } => match self.reviewers.get(name) {
+                Some(role) => Ok(Writer::Reviewer { name: name.clone(), role: role.clone() }),
+                None => Err(format!(
+                    "reviewer {name} is not listed in [reviewers] of hub.toml, so may not review"
+                )),
+            },
+        }
+    }
+
+    /// The write rules of a community: its kind's standard now, and the template
+    /// tasks of every earlier edition the hub has published (so a node that applied
+    /// an earlier edition offline is not stranded).
+    fn policy(&mut self, community: &str) -> Result<&Policy, PolicyError> {
+        if !self.policies.contains_key(community) {
+            let kind = self.registry.community(community).map(|c| c.kind).unwrap_or(Kind::Urban);
+            let current = self.standard.kind(kind);
+            let mut policy = Policy::new(community, current)?;
+            let mut stmt =
+                self.docs.conn().prepare("SELECT text FROM texts").map_err(|e| self.docs.err(e))?;
+            let texts: Vec<String> = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(|e| self.docs.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.docs.err(e))?;
+            drop(stmt);
+            for text in texts {
+                if let Ok(edition) = Standard::from_toml(&text)
+                    && edition.kind(kind) != current
+                {
+                    let _ = policy.add_edition(edition.kind(kind));
+                }
+            }
+            self.policies.insert(community.to_string(), policy);
+        }
+        self.policies.get(community).ok_or(PolicyError::Lost)
     }
 
     /// The registry in force.
@@ -306,12 +422,18 @@ impl HubStore {
         message: Message,
         now_ms: i64,
     ) -> Result<Received, Refusal> {
-        let kind = self.kind_of(doc_id);
-        let standard = self.standard.clone();
+        let writer = self
+            .authoritative(writer)
+            .map_err(|detail| Refusal::Denied { doc_id: doc_id.to_string(), detail })?;
+        let policy = match community_of(doc_id) {
+            Some(community) => Some(self.policy(community)?.clone()),
+            None => None,
+        };
+        let peer = peer_name(&writer);
         self.docs.write(|txn| -> Result<Received, Refusal> {
             let current = txn.load(doc_id)?.unwrap_or_default();
             let before = current.get_heads();
-            let mut candidate = current.clone();
+            let mut candidate = current;
             for chunk in pending.iter() {
                 let _ = candidate.load_incremental(chunk);
             }
@@ -323,19 +445,13 @@ impl HubStore {
             let waiting = !candidate.get_missing_deps(&[]).is_empty();
             let new = candidate.get_changes(&before);
             if !new.is_empty() {
-                authorize(writer, doc_id, &candidate, &new)?;
-                if let (Some(community), Some(kind)) = (community_of(doc_id), kind) {
-                    let kind_standard = standard.kind(kind);
-                    let old = validate(&current, community, kind_standard);
-                    let problems: Vec<Problem> = validate(&candidate, community, kind_standard)
-                        .into_iter()
-                        .filter(|p| !old.contains(p))
-                        .collect();
-                    if !problems.is_empty() {
-                        return Err(Refusal::Invalid { doc_id: doc_id.to_string(), problems });
-                    }
+                match &policy {
+                    Some(policy) => policy.check(&writer, &candidate, &new),
+                    None => check_district(&writer, &new),
                 }
+                .map_err(|refused| refusal(doc_id, refused))?;
                 txn.save(doc_id, &before, &candidate, now_ms)?;
+                record_deliveries(txn, doc_id, &new, &peer, now_ms)?;
             }
             *state = next_state;
             if waiting {
@@ -347,7 +463,8 @@ impl HubStore {
         })?
     }
 
-    /// Records a district review of a task, checked by the same policy as sync.
+    /// Records a district review of a task, checked by the same policy as sync and
+    /// attributed to the reviewer in the audit.
     pub fn review(
         &mut self,
         community: &str,
@@ -359,8 +476,11 @@ impl HubStore {
         if self.registry.community(community).is_none() {
             return Err(ReviewError::UnknownCommunity(community.to_string()));
         }
+        let reviewer = self.authoritative(reviewer).map_err(ReviewError::Denied)?;
         let doc_id = community_doc_id(community);
         let actor = self.actor.clone();
+        let policy = self.policy(community)?.clone();
+        let peer = peer_name(&reviewer);
         self.docs.write(|txn| -> Result<(), ReviewError> {
             let current = txn
                 .load(&doc_id)?
@@ -369,10 +489,27 @@ impl HubStore {
             let mut doc = CommunityDoc::from_automerge(community, current, actor.clone());
             doc.set_review(task, review, stamp)?;
             let new = doc.automerge().get_changes(&before);
-            authorize(reviewer, &doc_id, doc.automerge(), &new)?;
+            policy
+                .check(&reviewer, doc.automerge(), &new)
+                .map_err(|refused| ReviewError::Denied(refused.to_string()))?;
             txn.save(&doc_id, &before, doc.automerge(), stamp.at_ms)?;
+            record_deliveries(txn, &doc_id, &new, &peer, stamp.at_ms)?;
             Ok(())
         })?
+    }
+
+    /// Who delivered each change of a document, by change hash (changes stored
+    /// before the audit existed have none).
+    pub fn deliveries(&self, doc_id: &str) -> Result<HashMap<String, (String, i64)>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare("SELECT hash, peer, delivered_ms FROM deliveries WHERE doc_id = ?1")
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([doc_id], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))
+            .map_err(|e| self.docs.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))
     }
 
     /// The persisted sync state with a peer for a document.
@@ -403,7 +540,7 @@ impl HubStore {
     ) -> Result<(), StoreError> {
         let (community, name) = match writer {
             Writer::Device { community, device } => (Some(community.as_str()), device.as_str()),
-            Writer::Reviewer { name } => (None, name.as_str()),
+            Writer::Reviewer { name, .. } => (None, name.as_str()),
         };
         self.docs
             .conn()
@@ -528,11 +665,25 @@ impl HubStore {
             .map_err(|e| self.docs.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.docs.err(e))
     }
+}
 
-    fn kind_of(&self, doc_id: &str) -> Option<Kind> {
-        let community = community_of(doc_id)?;
-        self.registry.community(community).map(|c| c.kind)
+fn record_deliveries(
+    txn: &mut fivestar_store::Txn<'_>,
+    doc_id: &str,
+    changes: &[automerge::Change],
+    peer: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for change in changes {
+        txn.sql()
+            .execute(
+                "INSERT OR IGNORE INTO deliveries (doc_id, hash, peer, delivered_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![doc_id, change.hash().to_string(), peer, now_ms],
+            )
+            .map_err(|e| txn.err(e))?;
     }
+    Ok(())
 }
 
 /// Why the hub's store could not be opened.

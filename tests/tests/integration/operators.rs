@@ -18,9 +18,11 @@ fn status_shows_the_right_rows_after_a_scripted_sequence() {
         let mut store = fivestar_node::store::Store::open(&bad.database(), "yuyuan").unwrap();
         let review = fivestar_core::Review {
             verdict: fivestar_core::Verdict::Rejected,
-            comment: String::new(),
+            comment: "self-rejected".into(),
             reviewer: "d1".into(),
             at_ms: 1,
+            overridden: true,
+            seen: None,
         };
         let stamp = fivestar_core::Stamp { by: "device d1".into(), at_ms: 1 };
         store.write(1, |doc| doc.set_review("u-safety-grid", &review, &stamp)).unwrap().unwrap();

@@ -87,7 +87,16 @@ async fn standings_of_88_communities_match_the_hand_computed_table() {
         node.ok(&["sync"]);
     }
     // The district rejects one ecology task of fangou: 100 - 20 = 80, still earned.
-    hub.ok(&["review", "fangou", "a-ecology-sanitation", "reject", "--reviewer", "王敏"]);
+    hub.ok(&[
+        "review",
+        "fangou",
+        "a-ecology-sanitation",
+        "reject",
+        "--reviewer",
+        "王敏",
+        "--comment",
+        "台账不全",
+    ]);
 
     let json: Value = serde_json::from_str(&hub.ok(&["standings", "--json"])).unwrap();
     let rows = json["rows"].as_array().unwrap();

@@ -169,6 +169,8 @@ fn a_node_cannot_write_a_review_and_other_communities_are_not_affected() {
             comment: "self-approved".into(),
             reviewer: "d1".into(),
             at_ms: 1,
+            overridden: true,
+            seen: None,
         };
         let stamp = Stamp { by: "device d1".into(), at_ms: 1 };
         store.write(1, |doc| doc.set_review("u-safety-grid", &review, &stamp)).unwrap().unwrap();
