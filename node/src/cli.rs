@@ -735,7 +735,7 @@ impl Node {
                 eprintln!("  {problem}");
             }
             eprintln!(
-                "  way out: `fivestar-node history --task ID` shows who changed the task; the \
+                "  way out: `fivestar-node history ID` shows who changed the task; the \
                  district's operators can repair it (send them this message)"
             );
         }

@@ -384,3 +384,32 @@ fn validator_reports_every_problem_not_just_the_first() {
         ]
     );
 }
+
+/// Migration: a review written before version 2 (no pins, no override) reads, scores
+/// as before with the task's own star and points, and is never "changed since review".
+#[test]
+fn a_version_one_review_scores_as_before() {
+    let (mut raw, task) = raw_doc();
+    let mut tx = raw.transaction();
+    tx.put(&task, "status", "done").unwrap();
+    tx.put(&task, "progress", 100_i64).unwrap();
+    let r = tx.put_object(&task, "review", ObjType::Map).unwrap();
+    tx.put(&r, "verdict", "accepted").unwrap();
+    tx.put(&r, "awarded", 8_i64).unwrap();
+    tx.put(&r, "comment", "").unwrap();
+    tx.put(&r, "reviewer", "王敏").unwrap();
+    tx.put(&r, "at", ScalarValue::Timestamp(0)).unwrap();
+    tx.commit();
+    let mut doc = CommunityDoc::from_automerge("fuhou", raw, device(1));
+    let read = doc.task("t-0001").unwrap();
+    assert_eq!(read.review.as_ref().unwrap().seen, None);
+    assert_eq!(crate::earned_hundredths(&read), 800);
+    assert!(!read.changed_since_review());
+    // A later edit by the community does not flag it either (nothing was pinned), and
+    // the points it earns still follow the task's own (version 1 rule).
+    let owner = TaskEdit { owner: Some("李".into()), ..TaskEdit::default() };
+    doc.edit_task(&urban(), "t-0001", &owner, &stamp("d1")).unwrap();
+    let read = doc.task("t-0001").unwrap();
+    assert!(!read.changed_since_review());
+    assert_eq!(crate::earned_hundredths(&read), 800);
+}

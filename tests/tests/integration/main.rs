@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod district;
+mod gate;
 mod node_cli;
 mod node_crash;
 mod operators;
