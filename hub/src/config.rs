@@ -28,6 +28,10 @@ pub struct HubConfig {
     /// A community whose last successful sync is older than this many seconds is
     /// marked stale (still ranked on its last data). Default 86400: 24 hours.
     pub stale_after_seconds: u64,
+    /// Whether a community device may read other communities' tasks through the
+    /// Query service (it always reads the standings and its own community). Off by
+    /// default: a community's records are its own and the district's.
+    pub devices_read_all_communities: bool,
     /// Limits that protect the hub.
     pub limits: Limits,
     /// Who may review, and what: reviewer name → `"office"` (any task) or a star key
@@ -53,6 +57,29 @@ pub struct Limits {
     pub max_sessions: usize,
     /// How long a TLS handshake may take.
     pub handshake_timeout_seconds: u64,
+    /// How long after the TLS handshake the client has to start HTTP/2 (send its
+    /// preface); a connection that says nothing is closed so it cannot hold a file
+    /// descriptor.
+    pub preface_timeout_seconds: u64,
+    /// How long a new session has to say Hello before it is closed.
+    pub hello_timeout_seconds: u64,
+    /// Open connections at once, in all. Keep it under the process's file descriptor
+    /// limit (systemd units set LimitNOFILE=65536).
+    pub max_connections: usize,
+    /// Open connections and sessions at once of one identity (one device certificate
+    /// or reviewer): a node needs one; a few allow quick reconnects.
+    pub max_connections_per_identity: usize,
+    /// Changes in one sync message (a first sync carries a community's whole
+    /// history: a year of clerks' edits is a few thousand).
+    pub max_changes_per_message: usize,
+    /// Operations in one change (applying the template is the largest honest change:
+    /// about a dozen operations per task).
+    pub max_ops_per_change: usize,
+    /// Operations in one sync message.
+    pub max_ops_per_message: usize,
+    /// Operations one session may bring in all before it is closed; the node
+    /// reconnects and goes on, so this only stops a session that never ends.
+    pub max_ops_per_session: usize,
 }
 
 impl Default for HubConfig {
@@ -65,6 +92,7 @@ impl Default for HubConfig {
             standard: PathBuf::new(),
             pki_dir: PathBuf::from("pki"),
             stale_after_seconds: 86_400,
+            devices_read_all_communities: false,
             limits: Limits::default(),
             reviewers: std::collections::BTreeMap::new(),
         }
@@ -78,6 +106,14 @@ impl Default for Limits {
             idle_timeout_seconds: 300,
             max_sessions: 512,
             handshake_timeout_seconds: 10,
+            preface_timeout_seconds: 10,
+            hello_timeout_seconds: 10,
+            max_connections: 4096,
+            max_connections_per_identity: 4,
+            max_changes_per_message: 50_000,
+            max_ops_per_change: 5_000,
+            max_ops_per_message: 500_000,
+            max_ops_per_session: 2_000_000,
         }
     }
 }
@@ -113,6 +149,15 @@ impl HubConfig {
             path: path.to_path_buf(),
             message: err.to_string().trim_end().to_string(),
         })
+    }
+
+    /// The bounds one sync message is screened against.
+    pub fn message_bounds(&self) -> crate::guard::Bounds {
+        crate::guard::Bounds {
+            max_changes: self.limits.max_changes_per_message,
+            max_ops_per_change: self.limits.max_ops_per_change,
+            max_ops: self.limits.max_ops_per_message,
+        }
     }
 
     /// `stale_after_seconds` as a duration.

@@ -11,6 +11,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod guard;
 pub mod observe;
 pub mod pki;
 pub mod report;

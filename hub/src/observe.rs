@@ -23,6 +23,13 @@ pub const CONNECTED: &str = "fivestar_hub_connected_devices";
 pub const LAST_SYNC: &str = "fivestar_hub_community_last_sync_timestamp_seconds";
 /// Communities by freshness (`current`, `stale`, `no_data`).
 pub const COMMUNITIES: &str = "fivestar_hub_communities";
+/// Input that made the document library (or a store job) panic; refused, isolated.
+pub const PANICS: &str = "fivestar_hub_isolated_panics_total";
+/// Connections refused before any session: over a cap, no HTTP/2 preface in time,
+/// failed TLS handshakes, by `reason`.
+pub const CONNECTIONS_REFUSED: &str = "fivestar_hub_connections_refused_total";
+/// Open connections after the TLS handshake.
+pub const CONNECTIONS: &str = "fivestar_hub_open_connections";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -55,4 +62,7 @@ fn describe() {
     describe_gauge!(CONNECTED, "Devices connected now.");
     describe_gauge!(LAST_SYNC, Unit::Seconds, "Last successful sync of each community, Unix time.");
     describe_gauge!(COMMUNITIES, "Communities by freshness of their data.");
+    describe_counter!(PANICS, "Inputs that made the document library fail, refused and isolated.");
+    describe_counter!(CONNECTIONS_REFUSED, "Connections refused before a session, by reason.");
+    describe_gauge!(CONNECTIONS, "Open connections after the TLS handshake.");
 }

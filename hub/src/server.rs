@@ -16,7 +16,7 @@ use fivestar_core::registry::SAMPLE_REGISTRY_TOML;
 use fivestar_core::standard::SAMPLE_STANDARD_TOML;
 use fivestar_proto::v1::query_server::QueryServer;
 use fivestar_proto::v1::sync_server::SyncServer;
-use fivestar_store::StoreThread;
+use fivestar_store::{StoreError, StoreThread};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -40,6 +40,10 @@ pub const DATABASE_FILE: &str = "hub.db";
 /// Why the hub could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The store thread stopped while the hub ran (a bug); the hub stopped so its
+    /// supervisor restarts it.
+    #[error("the hub's store stopped; the hub stopped so it can be restarted")]
+    StoreStopped,
     /// `[reviewers]` of hub.toml names a role that does not exist.
     #[error("hub.toml: {0}")]
     Reviewers(String),
@@ -90,7 +94,7 @@ pub struct HubHandle {
     pub dashboard_addr: SocketAddr,
     /// The hub's store, for in-process callers (tests, the simulation).
     pub store: StoreThread<HubStore>,
-    shutdown: watch::Sender<bool>,
+    shutdown: Arc<watch::Sender<bool>>,
     server: JoinHandle<Result<(), ServeError>>,
 }
 
@@ -155,26 +159,60 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     let addr =
         listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let shutdown = Arc::new(shutdown);
+    let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (changes, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared {
         store: store.clone(),
         changes: changes.clone(),
         limits: config.limits.clone(),
+        bounds: config.message_bounds(),
+        devices_read_all_communities: config.devices_read_all_communities,
         stale_after: config.stale_after(),
         sessions: Arc::new(Semaphore::new(config.limits.max_sessions)),
         shutdown: shutdown_rx.clone(),
     });
 
-    tokio::spawn(watch_store(store.clone(), changes, config.stale_after(), shutdown_rx.clone()));
     let (conns, incoming) = mpsc::channel(64);
-    let handshake = Duration::from_secs(config.limits.handshake_timeout_seconds);
-    tokio::spawn(accept(listener, tls, handshake, conns, shutdown_rx.clone()));
+    tokio::spawn(crate::conn::accept(
+        listener,
+        tls,
+        config.limits.clone(),
+        conns,
+        shutdown_rx.clone(),
+    ));
 
     let limit = config.limits.max_message_bytes.saturating_mul(2).max(1024 * 1024);
     let query = QueryServer::new(QueryService::new(shared.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SyncServer<SyncService>>().await;
     health.set_serving::<QueryServer<QueryService>>().await;
+    // If the store ever stops, the hub must not claim health while it serves errors:
+    // health says NOT_SERVING and the process stops with an error for its supervisor
+    // (systemd, Kubernetes) to restart it.
+    let on_store_stopped = {
+        let health = health.clone();
+        let shutdown = shutdown.clone();
+        let failed = store_failed.clone();
+        move || {
+            tracing::error!("the hub's store has stopped; reporting NOT_SERVING and stopping");
+            failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            let health = health.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                health.set_not_serving::<SyncServer<SyncService>>().await;
+                health.set_not_serving::<QueryServer<QueryService>>().await;
+                let _ = shutdown.send(true);
+            });
+        }
+    };
+    tokio::spawn(watch_store(
+        store.clone(),
+        changes,
+        config.stale_after(),
+        shutdown_rx.clone(),
+        on_store_stopped,
+    ));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fivestar_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -195,7 +233,11 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
                 let _ = stop.wait_for(|stopping| *stopping).await;
             })
             .await
-            .map_err(ServeError::from)
+            .map_err(ServeError::from)?;
+        if store_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ServeError::StoreStopped);
+        }
+        Ok(())
     });
     let web_listener = TcpListener::bind(config.dashboard_listen)
         .await
@@ -218,46 +260,6 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     Ok(HubHandle { addr, dashboard_addr, store, shutdown, server })
 }
 
-type Conn = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>;
-
-async fn accept(
-    listener: TcpListener,
-    tls: TlsReloader,
-    handshake: Duration,
-    conns: mpsc::Sender<Conn>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
-        };
-        let acceptor = match tls.current() {
-            Ok(acceptor) => acceptor,
-            Err(err) => {
-                tracing::error!(error = %err, "TLS configuration unusable; refusing connection");
-                continue;
-            }
-        };
-        let conns = conns.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let _ = conns.send(Ok(stream)).await;
-                }
-                Ok(Err(err)) => tracing::warn!(%peer, error = %err, "TLS handshake refused"),
-                Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
 /// Publishes the ids of documents written by anyone (sessions, `review`, other
 /// processes) so sessions can push them, and keeps the standings current: after any
 /// write, and every 5 s so freshness and first syncs show without a write.
@@ -266,9 +268,12 @@ async fn watch_store(
     changes: broadcast::Sender<String>,
     stale_after: chrono::TimeDelta,
     mut shutdown: watch::Receiver<bool>,
+    on_stopped: impl Fn(),
 ) {
+    let stopped = |err: &StoreError| matches!(err, StoreError::Stopped);
     let mut seq = match store.call(|s| s.docs().latest_seq()).await {
         Ok(Ok(seq)) => seq,
+        Err(err) if stopped(&err) => return on_stopped(),
         _ => return,
     };
     let refresh = move |s: &mut HubStore| {
@@ -280,7 +285,8 @@ async fn watch_store(
     match store.call(refresh).await {
         Ok(Ok(rows)) => record_standings(&rows),
         Ok(Err(err)) => tracing::warn!(error = %err, "cannot compute the standings"),
-        Err(_) => return,
+        Err(err) if stopped(&err) => return on_stopped(),
+        Err(err) => tracing::warn!(error = %err, "cannot compute the standings"),
     }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut ticks: u64 = 0;
@@ -304,13 +310,18 @@ async fn watch_store(
                 tracing::warn!(error = %err, "cannot watch the store");
                 false
             }
-            Err(_) => return,
+            Err(err) if stopped(&err) => return on_stopped(),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch the store");
+                false
+            }
         };
         if written || ticks.is_multiple_of(25) {
             match store.call(refresh).await {
                 Ok(Ok(rows)) => record_standings(&rows),
                 Ok(Err(err)) => tracing::warn!(error = %err, "cannot compute the standings"),
-                Err(_) => return,
+                Err(err) if stopped(&err) => return on_stopped(),
+                Err(err) => tracing::warn!(error = %err, "cannot compute the standings"),
             }
         }
     }
@@ -364,6 +375,12 @@ impl TlsReloader {
             *current = (stamp, acceptor);
         }
         Ok(TlsAcceptor::from(current.1.clone()))
+    }
+}
+
+impl crate::conn::Acceptors for TlsReloader {
+    fn acceptor(&self) -> Result<TlsAcceptor, String> {
+        self.current().map_err(|e| e.to_string())
     }
 }
 

@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use fivestar_core::{Freshness, Kind, Standing, Tiers};
+use fivestar_core::{Freshness, Kind, Standing, Tiers, Writer};
 use fivestar_proto::v1::{
     self, DocumentAccess, DocumentGrant, HubFrame, NodeFrame, hub_frame, node_frame,
     query_server::Query as QueryApi, sync_server::Sync as SyncApi,
@@ -57,10 +57,7 @@ impl SyncApi for SyncService {
         let addr = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let inbound = request.into_inner().map(|frame| match frame {
             Ok(frame) => from_wire(frame),
-            Err(status) if status.code() == Code::OutOfRange => {
-                Err(SessionError::Protocol(format!("a frame is too large: {}", status.message())))
-            }
-            Err(status) => Err(SessionError::Disconnected(status.message().to_string())),
+            Err(status) => Err(inbound_error(&status)),
         });
         let (out, frames) = mpsc::channel(64);
         tokio::spawn(session::run(self.shared.clone(), writer, addr, Box::pin(inbound), out));
@@ -69,14 +66,58 @@ impl SyncApi for SyncService {
     }
 }
 
+/// What a broken inbound stream means. A frame the decoder cannot read (invalid
+/// UTF-8, wrong wire types, random bytes, a compressed flag with no encoding, a frame
+/// cut short before the stream ended) is the node's protocol violation; a frame over
+/// the size limit is too large; anything else is a link that broke, which is not the
+/// device's fault. Nothing of the client's bytes is echoed.
+fn inbound_error(status: &Status) -> SessionError {
+    let message = status.message().to_ascii_lowercase();
+    match status.code() {
+        Code::OutOfRange | Code::ResourceExhausted => SessionError::FrameTooLarge,
+        Code::Internal | Code::Unimplemented | Code::InvalidArgument
+            if message.contains("decode")
+                || message.contains("compress")
+                || message.contains("unexpected eof")
+                || message.contains("encoding") =>
+        {
+            SessionError::Protocol("a frame is not a valid fivestar.v1 message".into())
+        }
+        _ => SessionError::Disconnected(bounded(status.message(), 200)),
+    }
+}
+
+/// At most `max` bytes of a string from the network (cut at a character boundary).
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The longest document id a session may name (ids are `community/<key>` or
+/// `district`; a key is at most 40 characters).
+const MAX_DOC_ID: usize = 64;
+
 fn from_wire(frame: NodeFrame) -> Result<Inbound, SessionError> {
     match frame.frame {
         Some(node_frame::Frame::Hello(hello)) => Ok(Inbound::Hello(PeerHello {
-            version: hello.node_version,
+            // Stored and served back: bounded.
+            version: bounded(&hello.node_version, 64),
             unacked_changes: hello.unacked_changes,
             oldest_unacked_age_seconds: hello.oldest_unacked_age_seconds,
             clock_ms: hello.node_time_unix_ms,
         })),
+        Some(node_frame::Frame::Sync(sync)) if sync.document_id.len() > MAX_DOC_ID => {
+            Err(SessionError::Protocol(format!(
+                "a document id of {} bytes; ids are at most {MAX_DOC_ID}",
+                sync.document_id.len()
+            )))
+        }
         Some(node_frame::Frame::Sync(sync)) => {
             Ok(Inbound::Sync { doc_id: sync.document_id, message: sync.message })
         }
@@ -123,7 +164,16 @@ pub fn to_status(err: SessionError) -> Status {
         | SessionError::Refused(Refusal::Denied { .. }) => Code::PermissionDenied,
         SessionError::Refused(Refusal::Invalid { .. } | Refusal::Malformed { .. })
         | SessionError::Undecodable { .. } => Code::InvalidArgument,
-        SessionError::TooLarge { .. } | SessionError::Busy(_) => Code::ResourceExhausted,
+        SessionError::TooLarge { .. }
+        | SessionError::FrameTooLarge
+        | SessionError::Busy(_)
+        | SessionError::OverBudget { .. }
+        | SessionError::Refused(Refusal::Screened(crate::guard::Screened::OverBound { .. })) => {
+            Code::ResourceExhausted
+        }
+        SessionError::Refused(Refusal::Screened(crate::guard::Screened::Malformed(_))) => {
+            Code::InvalidArgument
+        }
         SessionError::IdleTimeout(_) => Code::DeadlineExceeded,
         SessionError::ShuttingDown | SessionError::Disconnected(_) => Code::Unavailable,
         SessionError::Store(_) | SessionError::Refused(Refusal::Store(_) | Refusal::Policy(_)) => {
@@ -134,7 +184,11 @@ pub fn to_status(err: SessionError) -> Status {
 }
 
 /// The `fivestar.v1.Query` service: standings, one community, tiers, sync status.
-/// Any holder of a valid district certificate may ask.
+///
+/// Least privilege: an identity whose community is not in the registry gets nothing;
+/// a community device reads the standings, the tiers, its own community's detail and
+/// its own community's sync status (other communities' detail only when
+/// `devices_read_all_communities` is set); reviewers read everything.
 #[derive(Debug, Clone)]
 pub struct QueryService {
     shared: Arc<Shared>,
@@ -146,17 +200,39 @@ impl QueryService {
         QueryService { shared }
     }
 
-    fn caller<T>(request: &Request<T>) -> Result<(), Status> {
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Writer, Status> {
         let certs = request
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("no client certificate was presented"))?;
-        certs
-            .first()
-            .and_then(|cert| writer_from_certificate(cert.as_ref()))
-            .map(|_| ())
-            .ok_or_else(|| {
-                Status::unauthenticated("the client certificate carries no fivestar identity")
-            })
+        let writer =
+            certs.first().and_then(|cert| writer_from_certificate(cert.as_ref())).ok_or_else(
+                || Status::unauthenticated("the client certificate carries no fivestar identity"),
+            )?;
+        if let Writer::Device { community, .. } = &writer {
+            let id = community.clone();
+            let known = self
+                .shared
+                .store
+                .call(move |store| store.registry().community(&id).is_some())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            if !known {
+                return Err(Status::permission_denied(format!(
+                    "community {community:?} is not in the district registry"
+                )));
+            }
+        }
+        Ok(writer)
+    }
+
+    /// Whether `caller` may read the detail of `community`.
+    fn may_read(&self, caller: &Writer, community: &str) -> bool {
+        match caller {
+            Writer::Reviewer { .. } => true,
+            Writer::Device { community: own, .. } => {
+                own == community || self.shared.devices_read_all_communities
+            }
+        }
     }
 
     async fn view(&self, at_ms: i64) -> Result<StandingsView, Status> {
@@ -180,7 +256,7 @@ impl QueryApi for QueryService {
         &self,
         request: Request<v1::StandingsRequest>,
     ) -> Result<Response<v1::StandingsReply>, Status> {
-        QueryService::caller(&request)?;
+        self.caller(&request).await?;
         let request = request.into_inner();
         let kind = match request.kind.as_str() {
             "" => None,
@@ -207,8 +283,13 @@ impl QueryApi for QueryService {
         &self,
         request: Request<v1::CommunityRequest>,
     ) -> Result<Response<v1::CommunityReply>, Status> {
-        QueryService::caller(&request)?;
+        let caller = self.caller(&request).await?;
         let id = request.into_inner().community_id;
+        if !self.may_read(&caller, &id) {
+            return Err(Status::permission_denied(format!(
+                "{caller} may read only its own community's detail"
+            )));
+        }
         let view = self.view(0).await?;
         let row = view
             .rows
@@ -277,14 +358,19 @@ impl QueryApi for QueryService {
         &self,
         request: Request<v1::SyncStatusRequest>,
     ) -> Result<Response<v1::SyncStatusReply>, Status> {
-        QueryService::caller(&request)?;
-        let peers = self
+        let caller = self.caller(&request).await?;
+        let mut peers = self
             .shared
             .store
             .call(|store| store.peers())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
+        // A device sees its own community's devices only: other devices' errors and
+        // versions are the operators' business.
+        if let Writer::Device { community, .. } = &caller {
+            peers.retain(|p| p.community.as_deref() == Some(community.as_str()));
+        }
         let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
         Ok(Response::new(v1::SyncStatusReply {
             devices: peers
@@ -317,7 +403,7 @@ impl QueryApi for QueryService {
         &self,
         request: Request<v1::TiersRequest>,
     ) -> Result<Response<v1::TiersReply>, Status> {
-        QueryService::caller(&request)?;
+        self.caller(&request).await?;
         let view = self.view(0).await?;
         Ok(Response::new(v1::TiersReply {
             computed_at_unix_ms: view.computed_ms,

@@ -114,6 +114,19 @@ pub enum SessionError {
         /// The decoder's message.
         detail: String,
     },
+    /// A gRPC frame over the decoder's limit.
+    #[error("a frame is larger than the hub accepts (limits.max_message_bytes)")]
+    FrameTooLarge,
+    /// The session brought more than its budget.
+    #[error(
+        "this session brought {ops} operations, more than limits.max_ops_per_session ({limit}); reconnect to go on"
+    )]
+    OverBudget {
+        /// Operations so far.
+        ops: usize,
+        /// The budget.
+        limit: usize,
+    },
     /// A message over the size limit.
     #[error(
         "the sync message for {doc_id} is {size} bytes; the hub accepts at most {limit} (raise limits.max_message_bytes if documents really are this large)"
@@ -159,7 +172,15 @@ impl SessionError {
             SessionError::Refused(Refusal::Malformed { .. }) | SessionError::Undecodable { .. } => {
                 "malformed"
             }
-            SessionError::TooLarge { .. } => "too_large",
+            SessionError::TooLarge { .. }
+            | SessionError::FrameTooLarge
+            | SessionError::OverBudget { .. }
+            | SessionError::Refused(Refusal::Screened(crate::guard::Screened::OverBound {
+                ..
+            })) => "too_large",
+            SessionError::Refused(Refusal::Screened(crate::guard::Screened::Malformed(_))) => {
+                "malformed"
+            }
             SessionError::IdleTimeout(_) => "idle",
             SessionError::Busy(_) => "busy",
             SessionError::ShuttingDown => "shutdown",
@@ -180,6 +201,10 @@ pub struct Shared {
     pub changes: broadcast::Sender<String>,
     /// The limits in force.
     pub limits: Limits,
+    /// What one sync message may carry.
+    pub bounds: crate::guard::Bounds,
+    /// Whether a community device may read other communities' detail (Query).
+    pub devices_read_all_communities: bool,
     /// Communities last synced longer ago than this are stale in the standings.
     pub stale_after: chrono::TimeDelta,
     /// One permit per running session.
@@ -220,6 +245,7 @@ pub async fn run(
         connected: false,
         messages_this_turn: 0,
         pending: BTreeMap::new(),
+        ops_in: 0,
     };
     let (community, device) = match &writer {
         Writer::Device { community, device } => (community.clone(), device.clone()),
@@ -250,6 +276,8 @@ struct Session {
     messages_this_turn: u64,
     /// Per document, change chunks still waiting for their parents (see `HubStore::receive`).
     pending: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Operations received in this session (bounded by `max_ops_per_session`).
+    ops_in: usize,
 }
 
 impl Session {
@@ -258,12 +286,14 @@ impl Session {
         inbound: &mut (impl Stream<Item = Result<Inbound, SessionError>> + Unpin),
     ) -> Result<(), SessionError> {
         let idle = Duration::from_secs(self.shared.limits.idle_timeout_seconds);
-        let hello = match tokio::time::timeout(idle, inbound.next()).await {
+        // A stream that never says Hello would hold a session slot: it gets little time.
+        let hello_wait = Duration::from_secs(self.shared.limits.hello_timeout_seconds.max(1));
+        let hello = match tokio::time::timeout(hello_wait, inbound.next()).await {
             Ok(Some(Ok(Inbound::Hello(hello)))) => hello,
             Ok(Some(Err(err))) => return Err(err),
             Ok(None) => return Ok(()),
             Ok(Some(Ok(_))) => return Err(SessionError::NoHello),
-            Err(_) => return Err(SessionError::IdleTimeout(idle.as_secs())),
+            Err(_) => return Err(SessionError::IdleTimeout(hello_wait.as_secs())),
         };
         self.welcome(hello).await?;
         let mut changes = self.shared.changes.subscribe();
@@ -366,24 +396,33 @@ impl Session {
             return Err(SessionError::TooLarge { doc_id, size: message.len(), limit });
         }
         if !self.grants.iter().any(|g| g.doc_id == doc_id) {
+            let doc_id = crate::service::bounded(&doc_id, 64);
             return Err(SessionError::Ungranted { writer: self.writer.to_string(), doc_id });
         }
         self.bytes_in += message.len() as u64;
-        let decoded = Message::decode(&message).map_err(|e| SessionError::Undecodable {
+        let decoded = Message::decode(&message).map_err(|_| SessionError::Undecodable {
             doc_id: doc_id.clone(),
-            detail: e.to_string(),
+            detail: "it is not an Automerge sync message".into(),
         })?;
         let mut state = self.states.remove(&doc_id).unwrap_or_default();
         let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
         let writer = self.writer.clone();
         let id = doc_id.clone();
         let started = std::time::Instant::now();
+        let bounds = self.shared.bounds;
         let (state, pending, received) = self
             .shared
             .store
             .call(move |store| {
-                let received =
-                    store.receive(&writer, &id, &mut state, &mut pending, decoded, now_ms());
+                let received = store.receive(
+                    &writer,
+                    &id,
+                    &mut state,
+                    &mut pending,
+                    decoded,
+                    bounds,
+                    now_ms(),
+                );
                 (state, pending, received)
             })
             .await?;
@@ -398,6 +437,13 @@ impl Session {
             .increment(message.len() as u64);
         self.states.insert(doc_id.clone(), state);
         let received = received?;
+        self.ops_in += received.ops;
+        if self.ops_in > self.shared.limits.max_ops_per_session {
+            return Err(SessionError::OverBudget {
+                ops: self.ops_in,
+                limit: self.shared.limits.max_ops_per_session,
+            });
+        }
         if received.changes > 0 {
             self.changes_in += received.changes as u64;
             metrics::counter!(crate::observe::CHANGES).increment(received.changes as u64);

@@ -295,7 +295,7 @@ impl From<StoreError> for CliError {
             StoreError::Store(DocStoreError::Sqlite { .. } | DocStoreError::Stopped) => {
                 "check that the disk is not full and the folder is writable"
             }
-            StoreError::Refused(_) => {
+            StoreError::Refused(_) | StoreError::Store(DocStoreError::Panicked) => {
                 "nothing was saved; please tell the district's operators what you tried, with \
                  this message"
             }

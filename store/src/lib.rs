@@ -139,6 +139,10 @@ pub enum StoreError {
     /// The store thread has stopped.
     #[error("the store thread has stopped")]
     Stopped,
+    /// A job on the store thread failed unexpectedly (a bug); it was abandoned and
+    /// nothing it was writing was stored.
+    #[error("the store's work failed unexpectedly and was abandoned; nothing was stored")]
+    Panicked,
 }
 
 /// One database file of Automerge documents, and the one connection to it.

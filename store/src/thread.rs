@@ -4,6 +4,10 @@
 //! and await the result on a oneshot channel. Work runs in arrival order, one at a
 //! time, so the store needs no locks, and CPU-bound Automerge work (applying a large
 //! sync message) never blocks the async reactor.
+//!
+//! A job that panics is abandoned (its caller gets [`StoreError::Panicked`]) and the
+//! thread goes on with the next: one bad input never stops the store. A write that
+//! panicked mid-transaction is rolled back by SQLite when its transaction is dropped.
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,9 +48,22 @@ impl<S: Send + 'static> StoreThread<S> {
     ) -> Result<T, StoreError> {
         let (reply, result) = oneshot::channel();
         let job: Job<S> = Box::new(move |store| {
-            let _ = reply.send(f(store));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(store)));
+            let _ = reply.send(outcome);
         });
         self.jobs.send(job).map_err(|_| StoreError::Stopped)?;
-        result.await.map_err(|_| StoreError::Stopped)
+        match result.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "a store job panicked; it was abandoned");
+                Err(StoreError::Panicked)
+            }
+            Err(_) => Err(StoreError::Stopped),
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! or commit message claims.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use automerge::sync::{Message, State, SyncDoc};
@@ -122,6 +123,10 @@ pub enum Refusal {
     /// The hub could not build the community's write rules.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The message costs more than the bounds allow, or is malformed; checked before
+    /// Automerge applies it.
+    #[error(transparent)]
+    Screened(#[from] crate::guard::Screened),
 }
 
 /// The write rules of a community could not be built.
@@ -145,6 +150,8 @@ pub struct Received {
     pub changes: usize,
     /// The document's heads, durably stored.
     pub heads: Vec<ChangeHash>,
+    /// Operations the message carried (for the session's budget).
+    pub ops: usize,
 }
 
 /// Why a review was not recorded. Nothing was stored.
@@ -400,10 +407,23 @@ impl HubStore {
         pending: &[Vec<u8>],
     ) -> Result<Option<Message>, StoreError> {
         let mut doc = self.docs.read(doc_id)?.unwrap_or_default();
-        for chunk in pending {
-            let _ = doc.load_incremental(chunk);
+        let generated = catch_unwind(AssertUnwindSafe(|| {
+            for chunk in pending {
+                let _ = doc.load_incremental(chunk);
+            }
+            doc.generate_sync_message(state)
+        }));
+        match generated {
+            Ok(message) => Ok(message),
+            Err(_) => {
+                // What the peer said about itself broke the generator: forget it and
+                // start this document's sync afresh.
+                metrics::counter!(crate::observe::PANICS).increment(1);
+                tracing::error!(%doc_id, "generating a sync message failed; the peer's sync state was reset");
+                *state = State::new();
+                Ok(None)
+            }
         }
-        Ok(doc.generate_sync_message(state))
     }
 
     /// Applies a sync message from `writer` after checking it; stores it durably.
@@ -413,6 +433,7 @@ impl HubStore {
     /// arrived before their parents (Automerge queues them; the sync protocol then asks
     /// for the parents). Without it a queued change would be dropped with the copy of
     /// the document, the parents never asked for, and the session would never settle.
+    #[allow(clippy::too_many_arguments)]
     pub fn receive(
         &mut self,
         writer: &Writer,
@@ -420,6 +441,7 @@ impl HubStore {
         state: &mut State,
         pending: &mut Vec<Vec<u8>>,
         message: Message,
+        bounds: crate::guard::Bounds,
         now_ms: i64,
     ) -> Result<Received, Refusal> {
         let writer = self
@@ -432,24 +454,51 @@ impl HubStore {
         let peer = peer_name(&writer);
         self.docs.write(|txn| -> Result<Received, Refusal> {
             let current = txn.load(doc_id)?.unwrap_or_default();
+            // Bounded before Automerge pays for it.
+            let (message, ops) = crate::guard::screen(message, &current, bounds)?;
             let before = current.get_heads();
             let mut candidate = current;
-            for chunk in pending.iter() {
-                let _ = candidate.load_incremental(chunk);
-            }
             let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
             let mut next_state = state.clone();
-            candidate.receive_sync_message(&mut next_state, message).map_err(|e| {
-                Refusal::Malformed { doc_id: doc_id.to_string(), detail: e.to_string() }
-            })?;
-            let waiting = !candidate.get_missing_deps(&[]).is_empty();
-            let new = candidate.get_changes(&before);
-            if !new.is_empty() {
-                match &policy {
-                    Some(policy) => policy.check(&writer, &candidate, &new),
-                    None => check_district(&writer, &new),
+            // Every call into Automerge on input from the network is isolated: a panic
+            // refuses this message and drops the copy it touched; the hub carries on.
+            let merged = catch_unwind(AssertUnwindSafe(|| -> Result<_, Refusal> {
+                for chunk in pending.iter() {
+                    let _ = candidate.load_incremental(chunk);
                 }
-                .map_err(|refused| refusal(doc_id, refused))?;
+                candidate.receive_sync_message(&mut next_state, message).map_err(|_| {
+                    Refusal::Malformed {
+                        doc_id: doc_id.to_string(),
+                        detail: "its changes do not fit this document (a duplicate or out-of-order \
+                                 change of one actor)"
+                            .into(),
+                    }
+                })?;
+                let waiting = !candidate.get_missing_deps(&[]).is_empty();
+                let new = candidate.get_changes(&before);
+                if !new.is_empty() {
+                    match &policy {
+                        Some(policy) => policy.check(&writer, &candidate, &new),
+                        None => check_district(&writer, &new),
+                    }
+                    .map_err(|refused| refusal(doc_id, refused))?;
+                }
+                Ok((waiting, new))
+            }));
+            let (waiting, new) = match merged {
+                Ok(result) => result?,
+                Err(_) => {
+                    metrics::counter!(crate::observe::PANICS).increment(1);
+                    tracing::error!(%doc_id, writer = %writer, "a sync message made the document library fail; refused");
+                    return Err(Refusal::Malformed {
+                        doc_id: doc_id.to_string(),
+                        detail: "the message made the hub's document library fail; it was refused \
+                                 and nothing was stored"
+                            .into(),
+                    });
+                }
+            };
+            if !new.is_empty() {
                 txn.save(doc_id, &before, &candidate, now_ms)?;
                 record_deliveries(txn, doc_id, &new, &peer, now_ms)?;
             }
@@ -459,7 +508,7 @@ impl HubStore {
             } else {
                 pending.clear();
             }
-            Ok(Received { changes: new.len(), heads: candidate.get_heads() })
+            Ok(Received { changes: new.len(), heads: candidate.get_heads(), ops })
         })?
     }
 
@@ -563,7 +612,7 @@ impl HubStore {
                     hello.version,
                     i64::try_from(hello.unacked_changes).unwrap_or(i64::MAX),
                     i64::try_from(hello.oldest_unacked_age_seconds).unwrap_or(i64::MAX),
-                    hello.clock_ms - now_ms,
+                    hello.clock_ms.saturating_sub(now_ms),
                 ],
             )
             .map_err(|e| self.docs.err(e))?;
