@@ -15,6 +15,7 @@ use fivestar_store::DocStore;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod corpus;
 pub mod raw;
 pub mod sim;
 

@@ -92,3 +92,119 @@ impl RawSession {
         }
     }
 }
+
+/// What a hand-written gRPC call came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawReply {
+    /// The `grpc-status` code.
+    pub code: tonic::Code,
+    /// The `grpc-message`, decoded.
+    pub message: String,
+}
+
+/// Sends `body` (gRPC length-prefixed frames, well formed or not) as the request body
+/// of a `Sync/Session` call over a fresh mutual-TLS HTTP/2 connection, ends the
+/// stream, and returns the status the hub answered with. Bounded by `limit`.
+pub async fn raw_call(
+    addr: std::net::SocketAddr,
+    certs: &Path,
+    body: Vec<u8>,
+    limit: std::time::Duration,
+) -> Result<RawReply, String> {
+    tokio::time::timeout(limit, raw_call_inner(addr, certs, body))
+        .await
+        .map_err(|_| format!("no answer within {limit:?}"))?
+}
+
+async fn raw_call_inner(
+    addr: std::net::SocketAddr,
+    certs: &Path,
+    body: Vec<u8>,
+) -> Result<RawReply, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs.join("ca.pem")).map_err(|e| e.to_string())? {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certs.join("device.pem"))
+            .map_err(|e| e.to_string())?
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+    let key = PrivateKeyDer::from_pem_file(certs.join("device.key")).map_err(|e| e.to_string())?;
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    let tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let (client, connection) = h2::client::handshake(tls).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.map_err(|e| e.to_string())?;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://127.0.0.1:{}/fivestar.v1.Sync/Session", addr.port()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let (response, mut stream) = client.send_request(request, false).map_err(|e| e.to_string())?;
+    stream.send_data(bytes::Bytes::from(body), true).map_err(|e| e.to_string())?;
+    let response = response.await.map_err(|e| e.to_string())?;
+    let (parts, mut body) = response.into_parts();
+    let status_of = |headers: &http::HeaderMap| {
+        headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .map(|code| RawReply {
+                code: tonic::Code::from(code),
+                message: percent_decode(
+                    headers.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                ),
+            })
+    };
+    if let Some(reply) = status_of(&parts.headers) {
+        return Ok(reply);
+    }
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.map_err(|e| e.to_string())?.unwrap_or_default();
+    status_of(&trailers).ok_or_else(|| "the hub answered without a grpc-status".to_string())
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One gRPC length-prefixed frame: flag byte, big-endian length, payload.
+pub fn grpc_frame(compressed: bool, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![u8::from(compressed)];
+    frame.extend((payload.len() as u32).to_be_bytes());
+    frame.extend(payload);
+    frame
+}

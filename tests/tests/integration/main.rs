@@ -6,6 +6,7 @@
 
 mod district;
 mod gate;
+mod hostile;
 mod node_cli;
 mod node_crash;
 mod operators;
