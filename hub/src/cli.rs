@@ -60,8 +60,7 @@ pub enum Command {
     /// Record the district's verdict on a community's task.
     Review(ReviewArgs),
     /// Certificates: the district CA, device and reviewer certificates, revocation.
-    #[command(subcommand)]
-    Pki(PkiCommand),
+    Pki(PkiArgs),
     /// The district's standings: ranks, stars, scores and freshness of every community.
     Standings(StandingsArgs),
     /// One community: its tasks with earned points and reviews, and what each star lacks.
@@ -207,6 +206,19 @@ pub enum VerdictArg {
     Reopen,
 }
 
+/// `pki`: the CA folder and the subcommand.
+#[derive(Debug, clap::Args)]
+pub struct PkiArgs {
+    /// The CA folder (the CA's private key and the index of issued certificates),
+    /// e.g. on the offline disk it is kept on. Default: `ca_dir` of hub.toml, else
+    /// `<data directory>-ca` beside the data directory.
+    #[arg(long, global = true, env = "FIVESTAR_CA_DIR", value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PkiCommand,
+}
+
 /// `pki` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
@@ -309,14 +321,44 @@ pub fn resolve(cli: &Cli) -> Result<(PathBuf, HubConfig), CliError> {
 
 /// Runs the commands that are not `serve`.
 pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Result<(), CliError> {
-    let pki = Pki::new(&HubConfig::resolve(data_dir, &config.pki_dir));
     match command {
+        Command::Pki(args) => {
+            let pki = Pki::with_ca_dir(
+                &HubConfig::resolve(data_dir, &config.pki_dir),
+                &config.resolve_ca_dir(data_dir, args.ca_dir.as_deref()),
+            );
+            if pki.key_beside_hub() {
+                eprintln!(
+                    "warning: the CA's key is still beside the hub's data in {}; move ca.key and \
+                     issued.json to {} (or to an offline disk given with --ca-dir)",
+                    HubConfig::resolve(data_dir, &config.pki_dir).display(),
+                    pki.ca_dir().display()
+                );
+            }
+            run_pki(&args.command, &pki, data_dir, config)
+        }
         Command::Serve => Err(CliError::new("serve runs in the async runtime")),
-        Command::Pki(PkiCommand::Init) => {
+        other => run_other(other, data_dir, config),
+    }
+}
+
+fn run_pki(
+    command: &PkiCommand,
+    pki: &Pki,
+    data_dir: &Path,
+    config: &HubConfig,
+) -> Result<(), CliError> {
+    match command {
+        PkiCommand::Init => {
             pki.init(&config.hub_names).map_err(CliError::new)?;
             out!(
                 "Created the district CA and the hub's certificate in {}.",
                 pki.ca_cert().parent().unwrap_or(data_dir).display()
+            );
+            out!(
+                "The CA's private key is in {}: the hub never needs it. Keep that folder on an \
+                 offline machine or disk and give it with --ca-dir when issuing or revoking.",
+                pki.ca_dir().display()
             );
             out!("Hub certificate names: {}", config.hub_names.join(", "));
             out!(
@@ -324,7 +366,7 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
             );
             Ok(())
         }
-        Command::Pki(PkiCommand::Issue { who, out }) => {
+        PkiCommand::Issue { who, out } => {
             let writer = who.writer();
             if let Writer::Device { community, .. } = &writer {
                 let (_, registry) =
@@ -355,7 +397,7 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
             out!("Copy them into the node's certs/ folder (see deploy/node.example.toml).");
             Ok(())
         }
-        Command::Pki(PkiCommand::Revoke { who }) => {
+        PkiCommand::Revoke { who } => {
             let writer = who.writer();
             let count = pki.revoke(&writer).map_err(CliError::new)?;
             out!(
@@ -363,6 +405,12 @@ pub fn run_offline(command: &Command, data_dir: &Path, config: &HubConfig) -> Re
             );
             Ok(())
         }
+    }
+}
+
+fn run_other(command: &Command, data_dir: &Path, config: &HubConfig) -> Result<(), CliError> {
+    match command {
+        Command::Serve | Command::Pki(_) => Err(CliError::new("not an offline command")),
         Command::Review(args) => review(args, data_dir, config),
         Command::Standings(args) => {
             let mut store = open_store(data_dir, config)?;

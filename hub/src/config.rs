@@ -23,8 +23,14 @@ pub struct HubConfig {
     pub registry: PathBuf,
     /// The standard file; empty means the shipped sample.
     pub standard: PathBuf,
-    /// The PKI folder (CA, hub certificate, revocation list).
+    /// The PKI folder the running hub reads: the CA certificate, the hub's
+    /// certificate and key, the revocation list.
     pub pki_dir: PathBuf,
+    /// The CA folder: the CA's private key and the index of issued certificates, used
+    /// only by `pki` commands (never by `serve`). Empty: a folder beside the data
+    /// directory, `<data directory>-ca`, so the key is not in the hub's data (nor in
+    /// its backups). Move it to an offline machine and give `--ca-dir` when issuing.
+    pub ca_dir: PathBuf,
     /// A community whose last successful sync is older than this many seconds is
     /// marked stale (still ranked on its last data). Default 86400: 24 hours.
     pub stale_after_seconds: u64,
@@ -91,6 +97,7 @@ impl Default for HubConfig {
             registry: PathBuf::new(),
             standard: PathBuf::new(),
             pki_dir: PathBuf::from("pki"),
+            ca_dir: PathBuf::new(),
             stale_after_seconds: 86_400,
             devices_read_all_communities: false,
             limits: Limits::default(),
@@ -149,6 +156,20 @@ impl HubConfig {
             path: path.to_path_buf(),
             message: err.to_string().trim_end().to_string(),
         })
+    }
+
+    /// The CA folder: `explicit` (the `--ca-dir` flag or FIVESTAR_CA_DIR), else
+    /// `ca_dir`, else `<data_dir>-ca` beside the data directory.
+    pub fn resolve_ca_dir(&self, data_dir: &Path, explicit: Option<&Path>) -> PathBuf {
+        if let Some(dir) = explicit {
+            return dir.to_path_buf();
+        }
+        if !self.ca_dir.as_os_str().is_empty() {
+            return HubConfig::resolve(data_dir, &self.ca_dir);
+        }
+        let mut name = data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push("-ca");
+        data_dir.with_file_name(name)
     }
 
     /// The bounds one sync message is screened against.

@@ -7,9 +7,14 @@
 //! `urn:fivestar:reviewer:<name>` for a district reviewer. The hub reads identity from
 //! there and nowhere else (not from the free-text common name).
 //!
-//! Files in the PKI folder: `ca.pem`, `ca.key`, `hub.pem`, `hub.key`, `crl.pem`, and
-//! `issued.json` (what was issued and revoked, so `revoke` can find serial numbers).
-//! Private keys are written with mode 0600.
+//! Files in the PKI folder (what the running hub needs): `ca.pem`, `hub.pem`,
+//! `hub.key`, `crl.pem`. Files in the CA folder (what only `pki` commands need, and
+//! what must never sit beside the hub's data): `ca.key` and `issued.json` (what was
+//! issued and revoked, so `revoke` can find serial numbers). The CA folder can live on
+//! an offline machine or removable disk; `pki init/issue/revoke` take it with
+//! `--ca-dir`. Private keys are written with mode 0600. Commands that change the CA
+//! folder hold an exclusive lock on it, so concurrent `pki issue` runs never lose an
+//! entry of `issued.json`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +52,14 @@ pub enum PkiError {
     NoCa {
         /// The PKI folder.
         dir: PathBuf,
+    },
+    /// The CA's private key is not where the command looked.
+    #[error(
+        "the district CA's key is not at {path}: give the CA folder with --ca-dir (or FIVESTAR_CA_DIR), e.g. the offline disk it is kept on"
+    )]
+    NoCaKey {
+        /// Where it was looked for.
+        path: PathBuf,
     },
     /// A name is not usable in a certificate identity.
     #[error("{what} {name:?} must be 1 to 40 characters of a-z, 0-9 and '-'")]
@@ -136,12 +149,33 @@ struct Index {
 #[derive(Debug, Clone)]
 pub struct Pki {
     dir: PathBuf,
+    ca_dir: PathBuf,
 }
 
 impl Pki {
-    /// The PKI in `dir` (nothing is read until asked).
+    /// The PKI in `dir`, with the CA's key in the same folder (nothing is read until
+    /// asked). For tests and tools; a real district keeps the key apart
+    /// ([`Pki::with_ca_dir`]).
     pub fn new(dir: &Path) -> Pki {
-        Pki { dir: dir.to_path_buf() }
+        Pki { dir: dir.to_path_buf(), ca_dir: dir.to_path_buf() }
+    }
+
+    /// The PKI in `dir`, with the CA's private key and its index in `ca_dir`.
+    pub fn with_ca_dir(dir: &Path, ca_dir: &Path) -> Pki {
+        Pki { dir: dir.to_path_buf(), ca_dir: ca_dir.to_path_buf() }
+    }
+
+    /// The folder that holds the CA's private key.
+    pub fn ca_dir(&self) -> &Path {
+        &self.ca_dir
+    }
+
+    /// True when the CA key is still in the hub's PKI folder (installed before the key
+    /// was moved out); it is used from there until an operator moves it.
+    pub fn key_beside_hub(&self) -> bool {
+        self.ca_dir != self.dir
+            && !self.ca_dir.join("ca.key").exists()
+            && self.dir.join("ca.key").exists()
     }
 
     /// The CA certificate file.
@@ -161,10 +195,30 @@ impl Pki {
         self.dir.join("crl.pem")
     }
     fn ca_key(&self) -> PathBuf {
-        self.dir.join("ca.key")
+        if self.key_beside_hub() { self.dir.join("ca.key") } else { self.ca_dir.join("ca.key") }
     }
     fn index_path(&self) -> PathBuf {
-        self.dir.join("issued.json")
+        if self.key_beside_hub() {
+            self.dir.join("issued.json")
+        } else {
+            self.ca_dir.join("issued.json")
+        }
+    }
+
+    /// An exclusive lock on the CA folder, held while a command changes it.
+    fn lock(&self) -> Result<std::fs::File, PkiError> {
+        let dir = self.ca_key().parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+        let path = dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| PkiError::Io { path: path.clone(), source })?;
+        file.lock().map_err(|source| PkiError::Io { path, source })?;
+        Ok(file)
     }
 
     /// Creates the CA, the hub's certificate (valid for `hub_names`: DNS names and IP
@@ -173,8 +227,11 @@ impl Pki {
         if self.ca_cert().exists() {
             return Err(PkiError::AlreadyInitialised { path: self.ca_cert() });
         }
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|source| PkiError::Io { path: self.dir.clone(), source })?;
+        for dir in [&self.dir, &self.ca_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+        }
+        let _lock = self.lock()?;
         let now = OffsetDateTime::now_utc();
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::default();
@@ -214,6 +271,7 @@ impl Pki {
     pub fn issue(&self, writer: &Writer, out: &Path) -> Result<Issued, PkiError> {
         check_names(writer)?;
         let issuer = self.issuer()?;
+        let _lock = self.lock()?;
         let now = OffsetDateTime::now_utc();
         let uri = identity_uri(writer);
         let key = KeyPair::generate()?;
@@ -250,6 +308,7 @@ impl Pki {
     /// Returns how many were newly revoked.
     pub fn revoke(&self, writer: &Writer) -> Result<usize, PkiError> {
         let issuer = self.issuer()?;
+        let _lock = self.lock()?;
         let uri = identity_uri(writer);
         let mut index = self.load_index()?;
         if !index.issued.iter().any(|i| i.identity == uri) {
@@ -281,6 +340,9 @@ impl Pki {
         let read = |path: PathBuf| {
             std::fs::read_to_string(&path).map_err(|source| PkiError::Io { path, source })
         };
+        if !self.ca_key().exists() {
+            return Err(PkiError::NoCaKey { path: self.ca_key() });
+        }
         let key = KeyPair::from_pem(&read(self.ca_key())?)?;
         Ok(Issuer::from_ca_cert_pem(&read(self.ca_cert())?, key)?)
     }
@@ -386,7 +448,9 @@ fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
 /// private key is written.
 fn write_with_mode(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
     let io = |source| PkiError::Io { path: path.to_path_buf(), source };
-    let tmp = path.with_extension("tmp");
+    // A name of its own per writer, so concurrent commands never share a temporary.
+    let tmp =
+        path.with_extension(format!("tmp.{}.{:016x}", std::process::id(), rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -426,6 +490,34 @@ mod tests {
         ] {
             assert_eq!(parse_identity_uri(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_ca_key_lives_apart_and_concurrent_issues_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::with_ca_dir(&dir.path().join("pki"), &dir.path().join("ca"));
+        pki.init(&["localhost".to_string()]).unwrap();
+        assert!(!dir.path().join("pki/ca.key").exists(), "the hub's folder holds no CA key");
+        assert!(dir.path().join("ca/ca.key").exists());
+        // Eight `pki issue` at once: every one is in the index, so each can be revoked.
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let pki = pki.clone();
+                let out = dir.path().join(format!("out{i}"));
+                scope.spawn(move || {
+                    let writer =
+                        Writer::Device { community: "fuhou".into(), device: format!("d{i}") };
+                    pki.issue(&writer, &out).unwrap();
+                });
+            }
+        });
+        assert_eq!(pki.issued().unwrap().len(), 8);
+        let writer = Writer::Device { community: "fuhou".into(), device: "d5".into() };
+        assert_eq!(pki.revoke(&writer).unwrap(), 1);
+        // Without the CA folder, issuing says where the key should be.
+        let elsewhere = Pki::with_ca_dir(&dir.path().join("pki"), &dir.path().join("nowhere"));
+        let err = elsewhere.issue(&writer, &dir.path().join("x")).unwrap_err().to_string();
+        assert!(err.contains("--ca-dir"), "{err}");
     }
 
     #[test]

@@ -170,6 +170,7 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
         devices_read_all_communities: config.devices_read_all_communities,
         stale_after: config.stale_after(),
         sessions: Arc::new(Semaphore::new(config.limits.max_sessions)),
+        sessions_by_peer: Arc::default(),
         shutdown: shutdown_rx.clone(),
     });
 
@@ -225,6 +226,9 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // A node needs one stream at a time (plus a query or two); the cap keeps
+            // one connection from opening hundreds of sessions.
+            .max_concurrent_streams(Some(16))
             .add_service(service)
             .add_service(query)
             .add_service(health_service)

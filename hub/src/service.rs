@@ -167,6 +167,7 @@ pub fn to_status(err: SessionError) -> Status {
         SessionError::TooLarge { .. }
         | SessionError::FrameTooLarge
         | SessionError::Busy(_)
+        | SessionError::TooManyOfOne(_)
         | SessionError::OverBudget { .. }
         | SessionError::Refused(Refusal::Screened(crate::guard::Screened::OverBound { .. })) => {
             Code::ResourceExhausted

@@ -145,6 +145,11 @@ pub enum SessionError {
     /// Too many sessions at once.
     #[error("the hub is serving its maximum of {0} sessions; try again shortly")]
     Busy(usize),
+    /// Too many sessions of one identity at once.
+    #[error(
+        "this device already has {0} sessions open; close one (limits.max_connections_per_identity)"
+    )]
+    TooManyOfOne(usize),
     /// The hub is stopping.
     #[error("the hub is shutting down")]
     ShuttingDown,
@@ -182,7 +187,7 @@ impl SessionError {
                 "malformed"
             }
             SessionError::IdleTimeout(_) => "idle",
-            SessionError::Busy(_) => "busy",
+            SessionError::Busy(_) | SessionError::TooManyOfOne(_) => "busy",
             SessionError::ShuttingDown => "shutdown",
             SessionError::Store(_)
             | SessionError::Refused(Refusal::Store(_) | Refusal::Policy(_)) => "store",
@@ -209,8 +214,43 @@ pub struct Shared {
     pub stale_after: chrono::TimeDelta,
     /// One permit per running session.
     pub sessions: Arc<Semaphore>,
+    /// Running sessions per identity (`peer_name`), capped by
+    /// `max_connections_per_identity`: one connection can carry many streams.
+    pub sessions_by_peer: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// Becomes true when the hub stops.
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// A running session's place in `sessions_by_peer`, given back when it ends.
+struct PeerSlot {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    peer: String,
+}
+
+impl PeerSlot {
+    fn take(shared: &Shared, writer: &Writer) -> Option<PeerSlot> {
+        let peer = peer_name(writer);
+        let mut map = shared.sessions_by_peer.lock().ok()?;
+        let count = map.entry(peer.clone()).or_insert(0);
+        if *count >= shared.limits.max_connections_per_identity.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot { map: shared.sessions_by_peer.clone(), peer })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.lock()
+            && let Some(count) = map.get_mut(&self.peer)
+        {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -231,6 +271,11 @@ pub async fn run(
             let _ = out.send(Err(SessionError::Busy(shared.limits.max_sessions))).await;
             return;
         }
+    };
+    let Some(_peer_slot) = PeerSlot::take(&shared, &writer) else {
+        let cap = shared.limits.max_connections_per_identity;
+        let _ = out.send(Err(SessionError::TooManyOfOne(cap))).await;
+        return;
     };
     metrics::counter!(crate::observe::SESSIONS).increment(1);
     let mut session = Session {

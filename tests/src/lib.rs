@@ -260,7 +260,10 @@ impl Hub {
             .arg(self.dir.path())
             .args(args)
             .env_remove("FIVESTAR_HUB_DIR")
-            .env_remove("FIVESTAR_HUB_CONFIG");
+            .env_remove("FIVESTAR_HUB_CONFIG")
+            // The CA folder inside the temporary directory, so nothing outlives the test
+            // (the default puts it beside the data directory).
+            .env("FIVESTAR_CA_DIR", self.dir.path().join("offline-ca"));
         command
     }
 
