@@ -1139,10 +1139,13 @@ fn read_notes(
     };
     let mut notes = Vec::new();
     let mut ok = true;
-    for index in 0..doc.length(&notes_obj) {
+    // One pass over the list: reading a long list by index is quadratic.
+    for item in doc.list_range(&notes_obj, ..) {
+        let index = item.index;
         let at = |field: &str| format!("tasks/{id}/notes/{index}/{field}");
-        match doc.get(&notes_obj, index) {
-            Ok(Some((Value::Object(ObjType::Map), note))) => {
+        match item.value {
+            automerge::ValueRef::Object(ObjType::Map) => {
+                let note = item.id();
                 for key in doc.keys(&note) {
                     if !NOTE_FIELDS.contains(&key.as_str()) {
                         problems.push(problem(

@@ -185,7 +185,12 @@ impl Policy {
     /// Checks every change in `new` (already merged into `doc`, on top of `before`)
     /// against the rules for `writer`. `new` must be in causal order, as
     /// `Automerge::get_changes` returns it.
-    pub fn check(&self, writer: &Writer, doc: &Automerge, new: &[Change]) -> Result<(), Refusal> {
+    pub fn check<'a>(
+        &self,
+        writer: &Writer,
+        doc: &'a Automerge,
+        new: &'a [Change],
+    ) -> Result<(), Refusal> {
         if new.is_empty() {
             return Ok(());
         }
@@ -257,14 +262,22 @@ fn short(hash: &ChangeHash) -> String {
 
 // ------------------------------------------------------------------ causal history
 
-/// The causal history of each new change: exact graph ancestry, computed once per
-/// batch (new ancestors as sets; old ones through the few old changes the batch
-/// builds on, whose non-ancestors Automerge lists cheaply).
+/// The causal history of each new change, computed once per batch in time linear in
+/// the batch: among the new changes, a vector clock per change (actor → highest
+/// sequence number among its new ancestors); for the stored document, the few old
+/// changes the batch builds on, whose non-ancestors Automerge lists cheaply. Exact,
+/// because every change is checked to follow its actor's previous one (so an actor's
+/// changes in any history are a prefix of its sequence).
 struct History<'a> {
     doc: &'a Automerge,
+    /// New changes: actor, sequence number, max op.
     new: HashMap<ChangeHash, (&'a ActorId, u64, u64)>,
-    new_ancestors: HashMap<ChangeHash, HashSet<ChangeHash>>,
-    old_frontier: HashMap<ChangeHash, BTreeSet<ChangeHash>>,
+    /// New changes by actor and sequence number.
+    by_seq: HashMap<(&'a ActorId, u64), ChangeHash>,
+    /// Per new change: the highest sequence number of each actor among its new
+    /// ancestors (itself excluded).
+    new_clock: HashMap<ChangeHash, std::rc::Rc<HashMap<&'a ActorId, u64>>>,
+    old_frontier: HashMap<ChangeHash, std::rc::Rc<BTreeSet<ChangeHash>>>,
     /// For a set of old changes: every change that is not their ancestor, with its
     /// actor and sequence number.
     outside: HashMap<Vec<ChangeHash>, HashMap<ChangeHash, (ActorId, u64)>>,
@@ -275,40 +288,56 @@ impl<'a> History<'a> {
         History {
             doc,
             new: new.iter().map(|c| (c.hash(), (c.actor_id(), c.seq(), c.max_op()))).collect(),
-            new_ancestors: HashMap::new(),
+            by_seq: new.iter().map(|c| ((c.actor_id(), c.seq()), c.hash())).collect(),
+            new_clock: HashMap::new(),
             old_frontier: HashMap::new(),
             outside: HashMap::new(),
         }
     }
 
     /// Records `change`'s ancestry and checks its place in it.
-    fn enter(&mut self, change: &Change) -> Result<(), Refusal> {
+    fn enter(&mut self, change: &'a Change) -> Result<(), Refusal> {
         let hash = change.hash();
         let malformed = |problem: String| Refusal::Malformed { change: short(&hash), problem };
-        let mut ancestors = HashSet::new();
-        let mut frontier = BTreeSet::new();
+        let mut merged: HashMap<&'a ActorId, u64> = HashMap::new();
+        let mut frontier: Option<std::rc::Rc<BTreeSet<ChangeHash>>> = None;
+        let mut old_deps: BTreeSet<ChangeHash> = BTreeSet::new();
         let mut max_dep_op = 0;
         for dep in change.deps() {
-            if let Some((_, _, max_op)) = self.new.get(dep) {
-                let Some(theirs) = self.new_ancestors.get(dep) else {
+            if let Some((actor, seq, max_op)) = self.new.get(dep).copied() {
+                let Some(theirs) = self.new_clock.get(dep).cloned() else {
                     return Err(malformed("it comes before a change it depends on".into()));
                 };
-                ancestors.insert(*dep);
-                ancestors.extend(theirs.iter().copied());
-                if let Some(old) = self.old_frontier.get(dep) {
-                    frontier.extend(old.iter().copied());
+                for (a, s) in theirs.iter() {
+                    let e = merged.entry(a).or_insert(0);
+                    *e = (*e).max(*s);
                 }
-                max_dep_op = max_dep_op.max(*max_op);
+                let e = merged.entry(actor).or_insert(0);
+                *e = (*e).max(seq);
+                if let Some(old) = self.old_frontier.get(dep) {
+                    frontier = match frontier {
+                        None => Some(old.clone()),
+                        Some(f) if f == *old => Some(f),
+                        Some(f) => Some(std::rc::Rc::new(f.union(old).copied().collect())),
+                    };
+                }
+                max_dep_op = max_dep_op.max(max_op);
             } else {
                 let Some(meta) = self.doc.get_change_meta_by_hash(dep) else {
                     return Err(malformed(
                         "it depends on a change the document does not have".into(),
                     ));
                 };
-                frontier.insert(*dep);
+                old_deps.insert(*dep);
                 max_dep_op = max_dep_op.max(meta.max_op);
             }
         }
+        let clock = std::rc::Rc::new(merged);
+        let frontier = match (frontier, old_deps.is_empty()) {
+            (Some(f), true) => f,
+            (Some(f), false) => std::rc::Rc::new(f.union(&old_deps).copied().collect()),
+            (None, _) => std::rc::Rc::new(old_deps),
+        };
         if change.start_op().get() <= max_dep_op {
             return Err(malformed(
                 "its operation counters do not follow those of the changes it depends on".into(),
@@ -316,26 +345,21 @@ impl<'a> History<'a> {
         }
         // It must follow its actor's previous change (Automerge's own changes always do).
         if change.seq() > 1 {
-            let previous_new = self
-                .new
-                .iter()
-                .find(|(_, (actor, seq, _))| {
-                    *actor == change.actor_id() && *seq + 1 == change.seq()
-                })
-                .map(|(h, _)| *h);
-            let follows = match previous_new {
-                Some(previous) => ancestors.contains(&previous),
+            let previous_new = self.by_seq.contains_key(&(change.actor_id(), change.seq() - 1));
+            let follows = if previous_new {
+                clock.get(change.actor_id()).is_some_and(|s| *s + 1 >= change.seq())
+            } else {
                 // Old changes of the actor outside the history mean a gap.
-                None => !self
+                !self
                     .outside_of(&frontier)
                     .values()
-                    .any(|(actor, seq)| actor == change.actor_id() && *seq < change.seq()),
+                    .any(|(actor, seq)| actor == change.actor_id() && *seq < change.seq())
             };
             if !follows {
                 return Err(malformed("it does not build on its actor's previous change".into()));
             }
         }
-        self.new_ancestors.insert(hash, ancestors);
+        self.new_clock.insert(hash, clock);
         self.old_frontier.insert(hash, frontier);
         Ok(())
     }
@@ -358,8 +382,8 @@ impl<'a> History<'a> {
 
     /// Whether the change `of` (new) has `hash` in its causal history.
     fn has_ancestor(&mut self, of: &ChangeHash, hash: &ChangeHash) -> bool {
-        if self.new.contains_key(hash) {
-            return self.new_ancestors.get(of).is_some_and(|a| a.contains(hash));
+        if let Some((actor, seq, _)) = self.new.get(hash).copied() {
+            return self.new_clock.get(of).and_then(|c| c.get(actor)).is_some_and(|s| *s >= seq);
         }
         let frontier = self.old_frontier.get(of).cloned().unwrap_or_default();
         self.doc.get_change_meta_by_hash(hash).is_some()
@@ -1061,19 +1085,17 @@ impl Judge<'_, '_, '_> {
         ];
         let (notes, withdrawn) = match self.doc.get_at(task, "notes", deps) {
             Ok(Some((Value::Object(ObjType::List), list))) => {
-                let len = self.doc.length_at(&list, deps);
-                let withdrawn = (0..len)
-                    .filter(|i| match self.doc.get_at(&list, *i, deps) {
-                        Ok(Some((Value::Object(_), note))) => {
-                            matches!(self.doc.get_at(&note, "withdrawn_at", deps), Ok(Some(_)))
-                                || matches!(
-                                    self.doc.get_at(&note, "withdrawn_by", deps),
-                                    Ok(Some(_))
-                                )
-                        }
-                        _ => false,
-                    })
-                    .count();
+                let mut len: usize = 0;
+                let mut withdrawn: usize = 0;
+                for item in self.doc.list_range_at(&list, .., deps) {
+                    len += 1;
+                    let note = item.id();
+                    if matches!(self.doc.get_at(&note, "withdrawn_at", deps), Ok(Some(_)))
+                        || matches!(self.doc.get_at(&note, "withdrawn_by", deps), Ok(Some(_)))
+                    {
+                        withdrawn += 1;
+                    }
+                }
                 (len, withdrawn)
             }
             _ => (0, 0),

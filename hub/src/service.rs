@@ -176,7 +176,9 @@ pub fn to_status(err: SessionError) -> Status {
             Code::InvalidArgument
         }
         SessionError::IdleTimeout(_) => Code::DeadlineExceeded,
-        SessionError::ShuttingDown | SessionError::Disconnected(_) => Code::Unavailable,
+        SessionError::ShuttingDown | SessionError::Disconnected(_) | SessionError::Contended(_) => {
+            Code::Unavailable
+        }
         SessionError::Store(_) | SessionError::Refused(Refusal::Store(_) | Refusal::Policy(_)) => {
             Code::Internal
         }

@@ -145,6 +145,9 @@ pub enum SessionError {
     /// Too many sessions at once.
     #[error("the hub is serving its maximum of {0} sessions; try again shortly")]
     Busy(usize),
+    /// Other sessions kept writing the document while this one merged.
+    #[error("{0} kept changing while this message was merged; send it again")]
+    Contended(String),
     /// Too many sessions of one identity at once.
     #[error(
         "this device already has {0} sessions open; close one (limits.max_connections_per_identity)"
@@ -187,7 +190,9 @@ impl SessionError {
                 "malformed"
             }
             SessionError::IdleTimeout(_) => "idle",
-            SessionError::Busy(_) | SessionError::TooManyOfOne(_) => "busy",
+            SessionError::Busy(_) | SessionError::TooManyOfOne(_) | SessionError::Contended(_) => {
+                "busy"
+            }
             SessionError::ShuttingDown => "shutdown",
             SessionError::Store(_)
             | SessionError::Refused(Refusal::Store(_) | Refusal::Policy(_)) => "store",
@@ -451,26 +456,8 @@ impl Session {
         })?;
         let mut state = self.states.remove(&doc_id).unwrap_or_default();
         let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
-        let writer = self.writer.clone();
-        let id = doc_id.clone();
         let started = std::time::Instant::now();
-        let bounds = self.shared.bounds;
-        let (state, pending, received) = self
-            .shared
-            .store
-            .call(move |store| {
-                let received = store.receive(
-                    &writer,
-                    &id,
-                    &mut state,
-                    &mut pending,
-                    decoded,
-                    bounds,
-                    now_ms(),
-                );
-                (state, pending, received)
-            })
-            .await?;
+        let received = self.merge(&doc_id, &mut state, &mut pending, decoded).await;
         if pending.iter().map(Vec::len).sum::<usize>() > self.shared.limits.max_message_bytes {
             return Err(SessionError::Protocol(format!(
                 "too many changes for {doc_id} arrived without their parents"
@@ -496,6 +483,54 @@ impl Session {
             // Other sessions learn of it from the store watcher, like any other write.
         }
         self.send(Outbound::Ack { doc_id, heads: received.heads }).await
+    }
+
+    /// Merges one message: the store thread reads the document, a blocking thread
+    /// does the costly part (screen, merge, check), the store thread stores the result
+    /// if the document has not moved meanwhile (else the merge runs again). So a
+    /// costly message holds up its own session, not the other documents.
+    async fn merge(
+        &self,
+        doc_id: &str,
+        state: &mut State,
+        pending: &mut Vec<Vec<u8>>,
+        message: Message,
+    ) -> Result<crate::store::Received, SessionError> {
+        let bounds = self.shared.bounds;
+        for _ in 0..5 {
+            let (writer, id) = (self.writer.clone(), doc_id.to_string());
+            let merge = self.shared.store.call(move |store| store.prepare(&writer, &id)).await??;
+            let (state_now, pending_now, message) =
+                (state.clone(), pending.clone(), message.clone());
+            let merged = tokio::task::spawn_blocking(move || {
+                merge.run(&state_now, &pending_now, message, bounds)
+            })
+            .await
+            .map_err(|_| {
+                SessionError::Refused(Refusal::Malformed {
+                    doc_id: doc_id.to_string(),
+                    detail: "the message made the hub's document library fail; it was refused"
+                        .into(),
+                })
+            })??;
+            let (state_in, pending_in) = (state.clone(), pending.clone());
+            let committed = self
+                .shared
+                .store
+                .call(move |store| {
+                    let (mut state, mut pending) = (state_in, pending_in);
+                    store
+                        .commit(merged, &mut state, &mut pending, now_ms())
+                        .map(|received| received.map(|r| (r, state, pending)))
+                })
+                .await??;
+            if let Some((received, next_state, next_pending)) = committed {
+                *state = next_state;
+                *pending = next_pending;
+                return Ok(received);
+            }
+        }
+        Err(SessionError::Contended(doc_id.to_string()))
     }
 
     /// The hub's turn: what it has to say about `docs`, then Idle. A reply to node

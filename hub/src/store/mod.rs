@@ -143,6 +143,90 @@ pub enum PolicyError {
     Lost,
 }
 
+/// A sync message about to be merged: the stored document as it was read, and who
+/// delivered the message. [`Merge::run`] does the costly part and touches nothing
+/// shared, so it runs on any thread.
+#[derive(Debug)]
+pub struct Merge {
+    doc_id: String,
+    writer: Writer,
+    policy: Option<Policy>,
+    current: automerge::Automerge,
+}
+
+/// What a merge accepted, ready for [`HubStore::commit`].
+#[derive(Debug)]
+pub struct Merged {
+    doc_id: String,
+    before: Vec<ChangeHash>,
+    candidate: automerge::Automerge,
+    new: Vec<automerge::Change>,
+    next_state: State,
+    waiting: bool,
+    chunks: Vec<Vec<u8>>,
+    ops: usize,
+    peer: String,
+}
+
+impl Merge {
+    /// Screens the message, merges it into a copy of the document and checks every new
+    /// change against the rules. Every call into Automerge is isolated: a panic refuses
+    /// the message.
+    pub fn run(
+        self,
+        state: &State,
+        pending: &[Vec<u8>],
+        message: Message,
+        bounds: crate::guard::Bounds,
+    ) -> Result<Merged, Refusal> {
+        let Merge { doc_id, writer, policy, current } = self;
+        // Bounded before Automerge pays for it.
+        let (message, ops) = crate::guard::screen(message, &current, bounds)?;
+        let before = current.get_heads();
+        let mut candidate = current;
+        let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+        let mut next_state = state.clone();
+        let merged = catch_unwind(AssertUnwindSafe(|| -> Result<_, Refusal> {
+            for chunk in pending {
+                let _ = candidate.load_incremental(chunk);
+            }
+            candidate.receive_sync_message(&mut next_state, message).map_err(|_| {
+                Refusal::Malformed {
+                    doc_id: doc_id.clone(),
+                    detail: "its changes do not fit this document (a duplicate or out-of-order \
+                             change of one actor)"
+                        .into(),
+                }
+            })?;
+            let waiting = !candidate.get_missing_deps(&[]).is_empty();
+            let new = candidate.get_changes(&before);
+            if !new.is_empty() {
+                match &policy {
+                    Some(policy) => policy.check(&writer, &candidate, &new),
+                    None => check_district(&writer, &new),
+                }
+                .map_err(|refused| refusal(&doc_id, refused))?;
+            }
+            Ok((waiting, new))
+        }));
+        let (waiting, new) = match merged {
+            Ok(result) => result?,
+            Err(_) => {
+                metrics::counter!(crate::observe::PANICS).increment(1);
+                tracing::error!(%doc_id, writer = %writer, "a sync message made the document library fail; refused");
+                return Err(Refusal::Malformed {
+                    doc_id,
+                    detail: "the message made the hub's document library fail; it was refused \
+                             and nothing was stored"
+                        .into(),
+                });
+            }
+        };
+        let peer = peer_name(&writer);
+        Ok(Merged { doc_id, before, candidate, new, next_state, waiting, chunks, ops, peer })
+    }
+}
+
 /// What a received message brought.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -433,6 +517,9 @@ impl HubStore {
     /// arrived before their parents (Automerge queues them; the sync protocol then asks
     /// for the parents). Without it a queued change would be dropped with the copy of
     /// the document, the parents never asked for, and the session would never settle.
+    ///
+    /// This is [`HubStore::prepare`], [`Merge::run`] and [`HubStore::commit`] on one
+    /// thread; sessions run the middle step off the store thread.
     #[allow(clippy::too_many_arguments)]
     pub fn receive(
         &mut self,
@@ -444,6 +531,20 @@ impl HubStore {
         bounds: crate::guard::Bounds,
         now_ms: i64,
     ) -> Result<Received, Refusal> {
+        let merge = self.prepare(writer, doc_id)?;
+        let merged = merge.run(state, pending, message, bounds)?;
+        match self.commit(merged, state, pending, now_ms)? {
+            Some(received) => Ok(received),
+            None => Err(Refusal::Malformed {
+                doc_id: doc_id.to_string(),
+                detail: "the document changed while the message was merged".into(),
+            }),
+        }
+    }
+
+    /// Step one of receiving (on the store thread, cheap): the stored document and
+    /// the rules the message will be checked against.
+    pub fn prepare(&mut self, writer: &Writer, doc_id: &str) -> Result<Merge, Refusal> {
         let writer = self
             .authoritative(writer)
             .map_err(|detail| Refusal::Denied { doc_id: doc_id.to_string(), detail })?;
@@ -451,65 +552,42 @@ impl HubStore {
             Some(community) => Some(self.policy(community)?.clone()),
             None => None,
         };
-        let peer = peer_name(&writer);
-        self.docs.write(|txn| -> Result<Received, Refusal> {
-            let current = txn.load(doc_id)?.unwrap_or_default();
-            // Bounded before Automerge pays for it.
-            let (message, ops) = crate::guard::screen(message, &current, bounds)?;
-            let before = current.get_heads();
-            let mut candidate = current;
-            let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
-            let mut next_state = state.clone();
-            // Every call into Automerge on input from the network is isolated: a panic
-            // refuses this message and drops the copy it touched; the hub carries on.
-            let merged = catch_unwind(AssertUnwindSafe(|| -> Result<_, Refusal> {
-                for chunk in pending.iter() {
-                    let _ = candidate.load_incremental(chunk);
-                }
-                candidate.receive_sync_message(&mut next_state, message).map_err(|_| {
-                    Refusal::Malformed {
-                        doc_id: doc_id.to_string(),
-                        detail: "its changes do not fit this document (a duplicate or out-of-order \
-                                 change of one actor)"
-                            .into(),
-                    }
-                })?;
-                let waiting = !candidate.get_missing_deps(&[]).is_empty();
-                let new = candidate.get_changes(&before);
-                if !new.is_empty() {
-                    match &policy {
-                        Some(policy) => policy.check(&writer, &candidate, &new),
-                        None => check_district(&writer, &new),
-                    }
-                    .map_err(|refused| refusal(doc_id, refused))?;
-                }
-                Ok((waiting, new))
-            }));
-            let (waiting, new) = match merged {
-                Ok(result) => result?,
-                Err(_) => {
-                    metrics::counter!(crate::observe::PANICS).increment(1);
-                    tracing::error!(%doc_id, writer = %writer, "a sync message made the document library fail; refused");
-                    return Err(Refusal::Malformed {
-                        doc_id: doc_id.to_string(),
-                        detail: "the message made the hub's document library fail; it was refused \
-                                 and nothing was stored"
-                            .into(),
-                    });
-                }
-            };
+        let current = self.docs.read(doc_id)?.unwrap_or_default();
+        Ok(Merge { doc_id: doc_id.to_string(), writer, policy, current })
+    }
+
+    /// Step three (on the store thread): stores what [`Merge::run`] accepted, if the
+    /// document has not moved since [`HubStore::prepare`] read it. `None` means it has
+    /// (another session wrote it meanwhile): nothing was stored, run the merge again.
+    /// On `Some`, `state` and `pending` are updated for the session.
+    pub fn commit(
+        &mut self,
+        merged: Merged,
+        state: &mut State,
+        pending: &mut Vec<Vec<u8>>,
+        now_ms: i64,
+    ) -> Result<Option<Received>, Refusal> {
+        let Merged { doc_id, before, candidate, new, next_state, waiting, chunks, ops, peer } =
+            merged;
+        let stored = self.docs.write(|txn| -> Result<Option<Vec<ChangeHash>>, Refusal> {
+            let current = txn.load(&doc_id)?.unwrap_or_default();
+            if current.get_heads() != before {
+                return Ok(None);
+            }
             if !new.is_empty() {
-                txn.save(doc_id, &before, &candidate, now_ms)?;
-                record_deliveries(txn, doc_id, &new, &peer, now_ms)?;
+                txn.save(&doc_id, &before, &candidate, now_ms)?;
+                record_deliveries(txn, &doc_id, &new, &peer, now_ms)?;
             }
-            *state = next_state;
-            if waiting {
-                pending.extend(chunks);
-            } else {
-                pending.clear();
-            }
-            Ok(Received { changes: new.len(), heads: candidate.get_heads(), ops })
-        })?
+            Ok(Some(candidate.get_heads()))
+        })??;
+        let Some(heads) = stored else { return Ok(None) };
+        *state = next_state;
+        if waiting {
+            pending.extend(chunks);
+        } else {
+            pending.clear();
+        }
+        Ok(Some(Received { changes: new.len(), heads, ops }))
     }
 
     /// Records a district review of a task, checked by the same policy as sync and

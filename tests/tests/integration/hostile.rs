@@ -303,3 +303,88 @@ fn fuzz_the_hubs_receive_path() {
         .unwrap();
     eprintln!("fuzz: {cases} cases, {} accepted, {} refused", accepted.get(), refused.get());
 }
+
+/// One costly message (40,000 evidence notes in one go, within the bounds) holds up its own session and document, not the district: another
+/// community's node syncs meanwhile, and finishes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_message_does_not_hold_up_other_communities() {
+    use automerge::ReadDoc;
+    use automerge::sync::{Message, MessageVersion};
+    use automerge::transaction::Transactable;
+    let hub = Hub::started();
+    let other = NodeDir::for_hub(&hub, "yuyuan", "d1");
+    other.ok(&["template", "apply"]);
+    other.ok(&["sync"]);
+    let certs = tempfile::tempdir().unwrap();
+    hub.issue_into(&["--community", "fuhou", "--device", "d9"], certs.path());
+    // A big honest message: the template and 40,000 evidence notes, 1,000 per change.
+    let kind = fivestar_core::Standard::sample().kind(fivestar_core::Kind::Urban).clone();
+    let mut doc = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
+    let genesis = doc.heads();
+    doc.apply_template(&kind).unwrap();
+    let notes = {
+        let tasks = doc.automerge().get(automerge::ROOT, "tasks").unwrap().unwrap().1;
+        let task = doc.automerge().get(&tasks, "u-safety-grid").unwrap().unwrap().1;
+        doc.automerge().get(&task, "notes").unwrap().unwrap().1
+    };
+    for batch in 0..40 {
+        doc.automerge_mut()
+            .transact(|tx| -> Result<(), automerge::AutomergeError> {
+                for i in 0..1000 {
+                    // At the head: appending by index costs a walk of the list each time.
+                    let note = tx.insert_object(&notes, 0, automerge::ObjType::Map)?;
+                    tx.put(&note, "text", format!("巡查记录 {batch}-{i}"))?;
+                    tx.put(&note, "by", "device d9")?;
+                    tx.put(&note, "at", automerge::ScalarValue::Timestamp(1))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let changes: Vec<Vec<u8>> =
+        doc.automerge().get_changes(&genesis).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let message = Message {
+        heads: doc.heads(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: changes.into(),
+        flags: None,
+        version: MessageVersion::V1,
+    }
+    .encode();
+    let body = [corpus::hello("big", 0), corpus::sync("community/fuhou", message), corpus::idle(1)]
+        .concat();
+    let started = Instant::now();
+    let big = tokio::spawn({
+        let addr = addr(&hub);
+        let certs = certs.path().to_path_buf();
+        async move {
+            let reply = raw_call(addr, &certs, body, Duration::from_secs(300)).await;
+            (reply, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let small = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        other.ok(&["task", "progress", "u-safety-grid", "10"]);
+        other.ok(&["sync"]);
+        (t.elapsed(), started.elapsed())
+    })
+    .await
+    .unwrap();
+    let (reply, big_took) = big.await.unwrap();
+    let reply = reply.unwrap();
+    eprintln!("costly message: {big_took:?}; the other community's sync: {:?}", small.0);
+    assert_eq!(reply.code, Code::Ok, "{}", reply.message);
+    assert!(
+        small.1 < big_took,
+        "the other community finished at {:?}, after the costly message ({big_took:?})",
+        small.1
+    );
+    let grid = hub.tasks("yuyuan").into_iter().find(|t| t.id == "u-safety-grid").unwrap();
+    assert_eq!(grid.progress, 10);
+    assert_eq!(
+        hub.tasks("fuhou").iter().find(|t| t.id == "u-safety-grid").unwrap().notes.len(),
+        40_000
+    );
+}
