@@ -561,7 +561,7 @@ impl Node {
             serve_metrics(&config.sync.metrics_listen, stopped.clone()).await;
             tracing::info!(hub = %config.hub, community = %config.community, device = %config.device, "node running; Ctrl-C stops it");
             let daemon = tokio::spawn(crate::sync::run_daemon(store, config, data_dir.to_path_buf(), stopped));
-            let _ = tokio::signal::ctrl_c().await;
+            crate::sync::stop_requested().await;
             let _ = stop.send(true);
             let _ = daemon.await;
             Ok(())

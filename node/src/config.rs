@@ -45,14 +45,35 @@ pub struct NodeConfig {
 pub struct SyncSettings {
     /// First delay before reconnecting after a failure, seconds.
     pub backoff_initial_seconds: f64,
-    /// The longest delay between reconnect attempts, seconds.
+    /// The longest delay between reconnect attempts after the hub refused or the
+    /// session failed otherwise (a certificate, a rule, the node's own store), seconds.
+    /// Such failures rarely mend by themselves within minutes, so retries slow down.
     pub backoff_max_seconds: f64,
+    /// The longest delay between reconnect attempts while the link is down (the hub
+    /// cannot be reached, did not answer in time, or the connection broke), seconds.
+    /// Short, so every node is back within seconds of a hub restart or a link coming
+    /// back; the random jitter keeps the district's nodes from returning together. A
+    /// failed attempt costs one TCP connection attempt and one row in the sync log.
+    pub link_backoff_max_seconds: f64,
     /// While connected, a round at least this often (keeps the hub's idle timer fed).
     pub heartbeat_seconds: u64,
-    /// How often the daemon checks the database for edits made by other commands, ms.
+    /// How often the daemon checks the database for edits made by other commands, ms:
+    /// an edit starts a round within this time (one saved during a round starts the
+    /// next round as soon as that one ends). Keep it at or under 500.
     pub local_poll_millis: u64,
-    /// How long to wait for the hub to answer a connection, seconds.
+    /// How long to wait for the TCP connection to the hub, seconds.
     pub connect_timeout_seconds: u64,
+    /// How long the whole connection set-up may take, seconds: TCP connection, TLS
+    /// handshake, HTTP/2 set-up and the hub's Welcome together. Without it a link that
+    /// opens the TCP connection and then stalls would hold the node for as long as the
+    /// operating system keeps the connection. Each step is a round trip or two, so 20 s
+    /// leaves room for a slow rural link with seconds of latency.
+    pub handshake_timeout_seconds: u64,
+    /// How long the node waits for the hub's answer to one of its turns, seconds. The
+    /// answer includes uploading the node's messages and downloading the hub's, so keep
+    /// it generous for first syncs over slow links (a 200 KiB document takes about 25 s
+    /// at 64 kbit/s); a dead link is usually noticed sooner by the keepalive.
+    pub turn_timeout_seconds: u64,
     /// HTTP/2 keepalive ping interval, seconds; a dead link is noticed within about
     /// one and a half intervals.
     pub keepalive_seconds: u64,
@@ -68,9 +89,12 @@ impl Default for SyncSettings {
         SyncSettings {
             backoff_initial_seconds: 1.0,
             backoff_max_seconds: 300.0,
+            link_backoff_max_seconds: 15.0,
             heartbeat_seconds: 30,
             local_poll_millis: 500,
             connect_timeout_seconds: 10,
+            handshake_timeout_seconds: 20,
+            turn_timeout_seconds: 60,
             keepalive_seconds: 30,
             max_message_bytes: 16 * 1024 * 1024,
             metrics_listen: "127.0.0.1:9465".into(),

@@ -20,6 +20,7 @@ use fivestar_proto::v1::{
 };
 use fivestar_store::StoreThread;
 use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Streaming};
@@ -145,7 +146,15 @@ pub async fn connect(
         .http2_keep_alive_interval(Duration::from_secs(settings.keepalive_seconds))
         .keep_alive_timeout(Duration::from_secs(settings.keepalive_seconds.max(2) / 2))
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(|e| transport_error(&config.hub, &e))?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        let text = error_chain(&e);
+        if never_connected(&text) && text.contains("deadline has elapsed") {
+            let limit = Duration::from_secs(settings.connect_timeout_seconds);
+            did_not_answer(&config.hub, limit, "opening the TCP connection")
+        } else {
+            transport_error(&config.hub, &e)
+        }
+    })?;
     let limit = settings.max_message_bytes.saturating_mul(2);
     Ok(SyncClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit))
 }
@@ -200,12 +209,19 @@ async fn diagnose(config: &NodeConfig, data_dir: &Path) -> Option<String> {
 }
 
 /// Replaces an "unreachable" error by the certificate refusal behind it, if any.
+/// The probe as a whole stays within `handshake_timeout_seconds`, and is skipped when
+/// no TCP connection opened (there was no handshake to be refused in).
 async fn explain(err: SyncError, config: &NodeConfig, data_dir: &Path) -> SyncError {
+    let limit = Duration::from_secs(config.sync.handshake_timeout_seconds.max(1));
     match err {
-        SyncError::Unreachable { .. } => match diagnose(config, data_dir).await {
-            Some(reason) => SyncError::CertificateRefused(reason),
-            None => err,
-        },
+        SyncError::Unreachable { ref detail, .. }
+            if !never_connected(detail) && !detail.starts_with(DID_NOT_ANSWER) =>
+        {
+            match tokio::time::timeout(limit, diagnose(config, data_dir)).await {
+                Ok(Some(reason)) => SyncError::CertificateRefused(reason),
+                _ => err,
+            }
+        }
         other => other,
     }
 }
@@ -218,27 +234,116 @@ pub async fn sync_once(
 ) -> Result<RoundReport, SyncError> {
     let attempt = store.call(|s| s.sync_started(now_ms())).await??;
     let result = async {
-        let client = connect(config, data_dir).await?;
-        let mut session = Session::open(client, store.clone(), config).await?;
+        let mut session = open_session(store, config, data_dir).await?;
         let result = session.round().await;
-        session.close().await;
+        session.close(CLOSE_WAIT).await;
         result
     }
     .await;
-    let result = match result {
-        Err(err) => Err(explain(err, config, data_dir).await),
-        ok => ok,
-    };
     finish(store, attempt, result.as_ref()).await;
     result
 }
 
+/// How long a node that ends a session waits for the hub to end its side.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// The same when the daemon is told to stop: the whole stop must take under 2 s.
+const STOP_CLOSE_WAIT: Duration = Duration::from_millis(800);
+
+/// Connects and opens a session, all within `handshake_timeout_seconds`: the TCP
+/// connection, the TLS handshake, HTTP/2 set-up and the hub's Welcome. tonic's own
+/// connect timeout bounds only the TCP connection, so a link that opens and then
+/// stalls would otherwise hold the node until the operating system gives up. An error
+/// at the start is explained by the TLS probe; a stall is not (the probe would stall
+/// as well).
+async fn open_session(
+    store: &StoreThread<Store>,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> Result<Session, SyncError> {
+    let limit = Duration::from_secs(config.sync.handshake_timeout_seconds.max(1));
+    let opened = tokio::time::timeout(limit, async {
+        let client = connect(config, data_dir).await?;
+        Session::open(client, store.clone(), config).await
+    })
+    .await;
+    match opened {
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(err)) => Err(explain(err, config, data_dir).await),
+        Err(_) => Err(did_not_answer(&config.hub, limit, "setting up the connection")),
+    }
+}
+
+/// How a passed deadline is told (see [`did_not_answer`]).
+const DID_NOT_ANSWER: &str = "the district did not answer within";
+
+/// A deadline that passed: a link failure, in the words `status` shows.
+fn did_not_answer(hub: &str, limit: Duration, during: &str) -> SyncError {
+    SyncError::Unreachable {
+        hub: hub.to_string(),
+        detail: format!("{DID_NOT_ANSWER} {} s ({during})", limit.as_secs()),
+    }
+}
+
+/// Whether a connection error says no TCP connection opened at all (the name did not
+/// resolve, the connection was refused or timed out), in the words of hyper's
+/// connector.
+fn never_connected(text: &str) -> bool {
+    text.contains("tcp connect error") || text.contains("dns error")
+}
+
+/// A link that broke during a session (its streams closed under the node).
+fn link_broke(hub: &str, detail: &str) -> SyncError {
+    SyncError::Unreachable {
+        hub: hub.to_string(),
+        detail: format!("the link broke during the session: {detail}"),
+    }
+}
+
+/// Resolves when the operator asks the daemon to stop: SIGINT (Ctrl-C) or SIGTERM
+/// (`systemctl stop`, `docker stop`, `kill`). A signal that cannot be watched is
+/// logged and ignored rather than taken as a request to stop.
+pub async fn stop_requested() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot watch for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
+
 /// Keeps syncing until `shutdown` turns true: `fivestar-node run`.
 ///
-/// Reconnects with exponential backoff and jitter after a failure; while connected,
+/// Reconnects with exponential backoff and jitter after a failure (capped low while the
+/// link is down, so nodes are back within seconds of a hub restart); while connected,
 /// runs a round soon after each local edit (it watches the database, so edits made by
-/// `fivestar-node task ...` in another process count), on every push from the hub,
-/// and on a heartbeat that keeps the hub's idle timer and the link's keepalive fed.
+/// `fivestar-node task ...` in another process count, and an edit saved during a round
+/// starts the next round as soon as that one ends), on every push from the hub, and on
+/// a heartbeat that keeps the hub's idle timer and the link's keepalive fed.
+///
+/// Every wait on the network has a deadline and races `shutdown`, so a stop ends the
+/// daemon within about a second in any phase (connecting, handshake, mid-round),
+/// closing the session cleanly where the link allows. Work on the local store is not
+/// interrupted: it is short, and each write is one transaction, so nothing saved is
+/// lost either way.
 pub async fn run_daemon(
     store: StoreThread<Store>,
     config: NodeConfig,
@@ -254,11 +359,19 @@ pub async fn run_daemon(
         let connected = run_connected(&store, &config, &data_dir, &mut shutdown).await;
         metrics::gauge!(names::CONNECTED).set(0.0);
         match connected {
-            Ok(()) => return,
+            Ok(()) => {
+                tracing::info!("sync stopped");
+                return;
+            }
             Err((err, settled)) => {
                 failures = if settled { 1 } else { failures.saturating_add(1) };
-                let delay = backoff(&settings, failures, rand::random::<f64>());
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "sync failed");
+                let delay = backoff(&settings, &err, failures, rand::random::<f64>());
+                tracing::warn!(
+                    error = %err,
+                    class = err.class(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "sync failed"
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stopped(&mut shutdown) => return,
@@ -268,74 +381,104 @@ pub async fn run_daemon(
     }
 }
 
-/// The delay before reconnect attempt `failures` (1-based): exponential from
-/// `backoff_initial_seconds`, capped at `backoff_max_seconds`, with "equal jitter"
-/// (between half and all of it) so many nodes that lost the hub together do not
-/// return together. `unit` is a random number in [0, 1).
-pub fn backoff(settings: &SyncSettings, failures: u32, unit: f64) -> Duration {
+/// The delay before reconnect attempt `failures` (1-based) after `err`: exponential
+/// from `backoff_initial_seconds`, capped at `link_backoff_max_seconds` when the link
+/// failed (the hub may be back at any moment: a restart, a link that came back) and at
+/// `backoff_max_seconds` otherwise (a refusal or a broken certificate does not mend
+/// soon), with "equal jitter" (between half and all of it) so many nodes that lost the
+/// hub together do not return together. `unit` is a random number in [0, 1).
+pub fn backoff(settings: &SyncSettings, err: &SyncError, failures: u32, unit: f64) -> Duration {
     let initial = settings.backoff_initial_seconds.max(0.01);
-    let cap = settings.backoff_max_seconds.max(initial);
+    let cap = if err.is_link_failure() {
+        settings.link_backoff_max_seconds
+    } else {
+        settings.backoff_max_seconds
+    };
+    let cap = cap.max(initial);
     let exp = initial * 2f64.powi(failures.saturating_sub(1).min(30) as i32);
     let full = exp.min(cap);
     Duration::from_secs_f64(full / 2.0 + full / 2.0 * unit.clamp(0.0, 1.0))
 }
 
-/// One connection's life in the daemon. `Err((error, settled))` says whether the
-/// session had reached agreement at least once (which resets the backoff).
+/// One connection's life in the daemon: `Ok` once told to stop; otherwise the error
+/// and whether the session had reached agreement at least once (which resets the
+/// backoff). An attempt cut short by a stop stays in the sync log as one that did not
+/// finish.
 async fn run_connected(
     store: &StoreThread<Store>,
     config: &NodeConfig,
     data_dir: &Path,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), (SyncError, bool)> {
-    let attempt = call(store, |s| s.sync_started(now_ms())).await.map_err(|e| (e, false))?;
-    let opened = async {
-        let client = connect(config, data_dir).await?;
-        Session::open(client, store.clone(), config).await
-    }
-    .await;
+    let mut attempt = call(store, |s| s.sync_started(now_ms())).await.map_err(|e| (e, false))?;
+    let opened = tokio::select! {
+        biased;
+        _ = stopped(shutdown) => return Ok(()),
+        opened = open_session(store, config, data_dir) => opened,
+    };
     let mut session = match opened {
         Ok(session) => session,
         Err(err) => {
-            let err = explain(err, config, data_dir).await;
             finish(store, attempt, Err(&err)).await;
             return Err((err, false));
         }
     };
     metrics::gauge!(names::CONNECTED).set(1.0);
-    session.recorded_round(attempt).await.map_err(|e| (e, false))?;
-    let settings = config.sync.clone();
+    let settings = &config.sync;
     let mut heartbeat =
         tokio::time::interval(Duration::from_secs(settings.heartbeat_seconds.max(1)));
-    heartbeat.tick().await;
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut poll = tokio::time::interval(Duration::from_millis(settings.local_poll_millis.max(50)));
-    let latest_seq = || call(store, |s| s.docs().latest_seq());
-    let mut seen = latest_seq().await.map_err(|e| (e, true))?;
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut settled = false;
+    let mut reason = "connected";
     loop {
-        let reason = tokio::select! {
+        tracing::debug!(reason, "sync round");
+        let result = tokio::select! {
+            biased;
             _ = stopped(shutdown) => {
-                session.close().await;
+                session.close(STOP_CLOSE_WAIT).await;
                 return Ok(());
             }
-            frame = session.inbound.message() => {
-                match session.handle(frame).await {
-                    Ok(Event::Idle { turn: 0, messages }) if messages > 0 => "push from the hub",
-                    Ok(_) => continue,
-                    Err(err) => return Err((err, true)),
+            result = session.round() => result,
+        };
+        finish(store, attempt, result.as_ref()).await;
+        if let Err(err) = result {
+            return Err((err, settled));
+        }
+        settled = true;
+        // The heartbeat counts from the last round. The database is checked at once:
+        // an edit saved after the round's last turn read the documents (while the hub
+        // was answering it) starts the next round now, not at the heartbeat.
+        heartbeat.reset();
+        poll.reset_immediately();
+        reason = loop {
+            tokio::select! {
+                biased;
+                _ = stopped(shutdown) => {
+                    session.close(STOP_CLOSE_WAIT).await;
+                    return Ok(());
                 }
-            }
-            _ = heartbeat.tick() => "heartbeat",
-            _ = poll.tick() => {
-                if latest_seq().await.map_err(|e| (e, true))? == seen {
-                    continue;
+                frame = session.inbound.message() => {
+                    match session.handle(frame).await {
+                        Ok(Event::Idle { turn: 0, messages }) if messages > 0 => {
+                            break "push from the hub";
+                        }
+                        Ok(_) => {}
+                        Err(err) => return Err((err, true)),
+                    }
                 }
-                "local edit"
+                _ = heartbeat.tick() => break "heartbeat",
+                _ = poll.tick() => {
+                    let latest =
+                        call(store, |s| s.docs().latest_seq()).await.map_err(|e| (e, true))?;
+                    if latest != session.seen_seq {
+                        break "local edit";
+                    }
+                }
             }
         };
-        tracing::debug!(reason, "sync round");
-        let attempt = call(store, |s| s.sync_started(now_ms())).await.map_err(|e| (e, true))?;
-        session.recorded_round(attempt).await.map_err(|e| (e, true))?;
-        seen = latest_seq().await.map_err(|e| (e, true))?;
+        attempt = call(store, |s| s.sync_started(now_ms())).await.map_err(|e| (e, true))?;
     }
 }
 
@@ -376,6 +519,12 @@ pub mod names {
 }
 
 impl SyncError {
+    /// Whether the link failed (the hub could not be reached, did not answer in time,
+    /// or the connection broke), rather than the hub or the node refusing something.
+    pub fn is_link_failure(&self) -> bool {
+        matches!(self, SyncError::Unreachable { .. })
+    }
+
     /// A short class name for metrics.
     pub fn class(&self) -> &'static str {
         match self {
@@ -441,6 +590,13 @@ struct Session {
     messages_this_hub_turn: u64,
     report: RoundReport,
     max_message_bytes: usize,
+    /// The hub's address, for messages.
+    hub: String,
+    /// How long the node waits for the hub's answer to one turn.
+    turn_timeout: Duration,
+    /// The database's write counter as the node's latest turn read the documents: a
+    /// higher one means an edit (or a change from the hub) that turn did not carry.
+    seen_seq: i64,
 }
 
 impl Session {
@@ -473,7 +629,7 @@ impl Session {
             Some(_) => {
                 return Err(SyncError::Protocol("the hub did not start with Welcome".into()));
             }
-            None => return Err(SyncError::Protocol("the hub closed the session at once".into())),
+            None => return Err(link_broke(&config.hub, "the hub closed it before its Welcome")),
         };
         let docs: Vec<String> = welcome.documents.into_iter().map(|d| d.document_id).collect();
         let mine = crate::store::community_doc_id(&config.community);
@@ -510,24 +666,31 @@ impl Session {
             messages_this_hub_turn: 0,
             report: RoundReport::default(),
             max_message_bytes: config.sync.max_message_bytes,
+            hub: config.hub.clone(),
+            turn_timeout: Duration::from_secs(config.sync.turn_timeout_seconds.max(1)),
+            seen_seq: 0,
         })
     }
 
-    /// A round, recorded as sync attempt `attempt`.
-    async fn recorded_round(&mut self, attempt: i64) -> Result<RoundReport, SyncError> {
-        let result = self.round().await;
-        finish(&self.store, attempt, result.as_ref()).await;
-        result
-    }
-
-    /// Turns until both sides have nothing to say.
+    /// Turns until both sides have nothing to say. Each turn, from the node's
+    /// messages to the hub's `Idle` that answers them, has `turn_timeout_seconds`.
     async fn round(&mut self) -> Result<RoundReport, SyncError> {
         self.report = RoundReport::default();
         for _ in 0..64 {
-            let sent = self.node_turn().await?;
+            let deadline = tokio::time::Instant::now() + self.turn_timeout;
+            let late = |turn: u64, hub: &str, limit: Duration| {
+                did_not_answer(hub, limit, &format!("waiting for its answer to turn {turn}"))
+            };
+            let sent = match tokio::time::timeout_at(deadline, self.node_turn()).await {
+                Ok(sent) => sent?,
+                Err(_) => return Err(late(self.turn + 1, &self.hub, self.turn_timeout)),
+            };
             let answered = self.turn;
             let hub_messages = loop {
-                let frame = self.inbound.message().await;
+                let frame = match tokio::time::timeout_at(deadline, self.inbound.message()).await {
+                    Ok(frame) => frame,
+                    Err(_) => return Err(late(answered, &self.hub, self.turn_timeout)),
+                };
                 match self.handle(frame).await? {
                     Event::Idle { turn, messages } if turn == answered => break messages,
                     _ => {}
@@ -551,9 +714,12 @@ impl Session {
                 (d.clone(), self.states.remove(d).unwrap_or_default(), pending)
             })
             .collect();
-        let (states, messages) = self
+        let (states, messages, seq) = self
             .store
             .call(move |s| -> Result<_, fivestar_store::StoreError> {
+                // Read before the documents: an edit committed in between is both sent
+                // now and (harmlessly) seen as new after the round.
+                let seq = s.docs().latest_seq()?;
                 let mut messages = Vec::new();
                 for (doc_id, state, pending) in states.iter_mut() {
                     let mut doc = s.docs().read(doc_id)?.unwrap_or_default();
@@ -564,9 +730,10 @@ impl Session {
                         messages.push((doc_id.clone(), message.encode()));
                     }
                 }
-                Ok((states, messages))
+                Ok((states, messages, seq))
             })
             .await??;
+        self.seen_seq = seq;
         self.states.extend(states.into_iter().map(|(doc_id, state, _)| (doc_id, state)));
         let sent = messages.len() as u64;
         for (doc_id, message) in messages {
@@ -596,8 +763,8 @@ impl Session {
             Ok(Some(HubFrame { frame: None })) => {
                 return Err(SyncError::Protocol("an empty frame".into()));
             }
-            Ok(None) => return Err(SyncError::Protocol("the hub ended the session".into())),
-            Err(status) => return Err(status_error("the hub", status)),
+            Ok(None) => return Err(link_broke(&self.hub, "the hub's side of it ended")),
+            Err(status) => return Err(status_error(&self.hub, status)),
         };
         match frame {
             hub_frame::Frame::Sync(sync) => {
@@ -651,16 +818,16 @@ impl Session {
         self.out
             .send(NodeFrame { frame: Some(frame) })
             .await
-            .map_err(|_| SyncError::Protocol("the session's stream is closed".into()))
+            .map_err(|_| link_broke(&self.hub, "the session's stream is closed"))
     }
 
     /// Persists the sync states and ends the stream cleanly: the request stream ends,
-    /// then the node waits (briefly) for the hub to end its side, so the hub sees a
-    /// finished session rather than a dropped connection.
-    async fn close(self) {
+    /// then the node waits (at most `wait`) for the hub to end its side, so the hub sees
+    /// a finished session rather than a dropped connection.
+    async fn close(self, wait: Duration) {
         let Session { out, mut inbound, states, store, .. } = self;
         drop(out);
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tokio::time::timeout(wait, async {
             while let Ok(Some(_)) = inbound.message().await {}
         })
         .await;
@@ -717,10 +884,17 @@ fn status_error(hub: &str, status: tonic::Status) -> SyncError {
     if let Some(reason) = certificate_refusal(&text) {
         return SyncError::CertificateRefused(reason);
     }
+    // A status with a source was made here from a transport error (a reset, a torn
+    // HTTP/2 frame, a keepalive that expired): whatever its code, the link failed. The
+    // hub's own statuses arrive as trailers and carry none.
+    let from_the_link = std::error::Error::source(&status).is_some();
     match status.code() {
         // The hub never answers with these: they wrap a link that broke (or a hub that
         // is stopping), not a verdict.
         Code::Unavailable | Code::Unknown | Code::Cancelled => {
+            SyncError::Unreachable { hub: hub.to_string(), detail: describe_tls(&text) }
+        }
+        _ if from_the_link => {
             SyncError::Unreachable { hub: hub.to_string(), detail: describe_tls(&text) }
         }
         code => SyncError::Refused { code, message: status.message().to_string() },
@@ -791,13 +965,62 @@ mod tests {
             backoff_max_seconds: 60.0,
             ..SyncSettings::default()
         };
-        let full = |n| backoff(&settings, n, 1.0).as_secs_f64();
+        let refused = SyncError::Refused { code: Code::PermissionDenied, message: "no".into() };
+        let full = |n| backoff(&settings, &refused, n, 1.0).as_secs_f64();
         assert_eq!([full(1), full(2), full(3), full(4)], [1.0, 2.0, 4.0, 8.0]);
         assert_eq!(full(7), 60.0, "capped");
         assert_eq!(full(1000), 60.0, "no overflow");
         // Jitter keeps between half and all of the delay.
-        assert_eq!(backoff(&settings, 3, 0.0).as_secs_f64(), 2.0);
-        assert_eq!(backoff(&settings, 3, 0.5).as_secs_f64(), 3.0);
+        assert_eq!(backoff(&settings, &refused, 3, 0.0).as_secs_f64(), 2.0);
+        assert_eq!(backoff(&settings, &refused, 3, 0.5).as_secs_f64(), 3.0);
+    }
+
+    #[test]
+    fn a_link_failure_backs_off_to_the_short_cap() {
+        let settings = SyncSettings::default();
+        let down = did_not_answer("https://hub:7443", Duration::from_secs(20), "setting up");
+        assert!(down.is_link_failure());
+        assert_eq!(down.class(), "unreachable");
+        let full = |err: &SyncError, n| backoff(&settings, err, n, 1.0).as_secs_f64();
+        assert_eq!(full(&down, 1), 1.0);
+        assert_eq!(full(&down, 50), settings.link_backoff_max_seconds);
+        let refused = SyncError::Refused { code: Code::PermissionDenied, message: "no".into() };
+        assert_eq!(full(&refused, 50), settings.backoff_max_seconds);
+        // After a long outage every node tries again within the short cap, at a time
+        // of its own between half of it and all of it.
+        assert_eq!(backoff(&settings, &down, 50, 0.0).as_secs_f64(), 7.5);
+    }
+
+    #[test]
+    fn link_failures_are_never_protocol_errors() {
+        let hub = "https://127.0.0.1:7443";
+        let closed = link_broke(hub, "the session's stream is closed");
+        assert_eq!(closed.class(), "unreachable");
+        assert_eq!(
+            closed.to_string(),
+            "cannot reach the hub at https://127.0.0.1:7443: the link broke during the \
+             session: the session's stream is closed"
+        );
+        let late = did_not_answer(hub, Duration::from_secs(20), "setting up the connection");
+        assert_eq!(
+            late.to_string(),
+            "cannot reach the hub at https://127.0.0.1:7443: the district did not answer \
+             within 20 s (setting up the connection)"
+        );
+        // A status made from a transport error (here an I/O error) is the link's, even
+        // with a code the hub also uses; the hub's own statuses carry no source.
+        let torn = tonic::Status::from_error(Box::new(std::io::Error::other("torn")));
+        assert_eq!(status_error(hub, torn).class(), "unreachable");
+        assert!(never_connected("transport error: tcp connect error: deadline has elapsed"));
+        assert!(!never_connected("transport error: connection reset by peer"));
+        let internal = tonic::Status::internal("the hub could not store the data");
+        assert_eq!(status_error(hub, internal).class(), "refused");
+        let busy = tonic::Status::resource_exhausted("the hub is serving its maximum");
+        assert_eq!(status_error(hub, busy).class(), "refused");
+        assert_eq!(
+            status_error(hub, tonic::Status::unavailable("the hub is shutting down")).class(),
+            "unreachable"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod district;
 mod gate;
 mod hostile;
+mod links;
 mod node_cli;
 mod node_crash;
 mod operators;
