@@ -389,7 +389,7 @@ pub async fn run_daemon(
 /// hub together do not return together. `unit` is a random number in [0, 1).
 pub fn backoff(settings: &SyncSettings, err: &SyncError, failures: u32, unit: f64) -> Duration {
     let initial = settings.backoff_initial_seconds.max(0.01);
-    let cap = if err.is_link_failure() {
+    let cap = if err.is_link_failure() || err.is_hub_busy() {
         settings.link_backoff_max_seconds
     } else {
         settings.backoff_max_seconds
@@ -523,6 +523,13 @@ impl SyncError {
     /// or the connection broke), rather than the hub or the node refusing something.
     pub fn is_link_failure(&self) -> bool {
         matches!(self, SyncError::Unreachable { .. })
+    }
+
+    /// Whether the hub turned the session away only for now (at its session cap, or a
+    /// document busy with other sessions): worth trying again soon, like a link.
+    pub fn is_hub_busy(&self) -> bool {
+        matches!(self, SyncError::Refused { code: Code::ResourceExhausted, message }
+            if message.contains("try again shortly") || message.contains("sessions open"))
     }
 
     /// A short class name for metrics.
@@ -986,6 +993,12 @@ mod tests {
         assert_eq!(full(&down, 50), settings.link_backoff_max_seconds);
         let refused = SyncError::Refused { code: Code::PermissionDenied, message: "no".into() };
         assert_eq!(full(&refused, 50), settings.backoff_max_seconds);
+        // A hub at its session cap is busy for now, not refusing: the short cap too.
+        let busy = SyncError::Refused {
+            code: Code::ResourceExhausted,
+            message: "the hub is serving its maximum of 512 sessions; try again shortly".into(),
+        };
+        assert_eq!(full(&busy, 50), settings.link_backoff_max_seconds);
         // After a long outage every node tries again within the short cap, at a time
         // of its own between half of it and all of it.
         assert_eq!(backoff(&settings, &down, 50, 0.0).as_secs_f64(), 7.5);
