@@ -86,6 +86,10 @@ pub struct Limits {
     /// Operations one session may bring in all before it is closed; the node
     /// reconnects and goes on, so this only stops a session that never ends.
     pub max_ops_per_session: usize,
+    /// The largest a community's stored document may grow, bytes (snapshot and
+    /// chunks). A real community's year is well under 1 MiB; the bound stops a device
+    /// from filling the hub's disk.
+    pub max_document_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -121,6 +125,7 @@ impl Default for Limits {
             max_ops_per_change: 5_000,
             max_ops_per_message: 500_000,
             max_ops_per_session: 2_000_000,
+            max_document_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -151,6 +151,7 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     let now = chrono::Utc::now().timestamp_millis();
     let mut store = HubStore::open(&data_dir.join(DATABASE_FILE), &standard, &registry, now)?;
     store.set_reviewers(config.reviewer_roles(store.standard()).map_err(ServeError::Reviewers)?);
+    store.set_max_document_bytes(config.limits.max_document_bytes);
     let store = StoreThread::spawn("hub-store", store).map_err(ServeError::Thread)?;
 
     let listener = TcpListener::bind(config.listen)

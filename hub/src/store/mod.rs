@@ -327,6 +327,8 @@ pub struct HubStore {
     reviewers: BTreeMap<String, Role>,
     /// The write rules of each community, built on first use.
     policies: HashMap<String, Policy>,
+    /// The largest a community's stored document may grow (`limits.max_document_bytes`).
+    max_document_bytes: usize,
 }
 
 /// How a refused change becomes a [`Refusal`].
@@ -389,7 +391,13 @@ impl HubStore {
             scores: standings::ScoreCache::default(),
             reviewers: BTreeMap::new(),
             policies: HashMap::new(),
+            max_document_bytes: crate::config::Limits::default().max_document_bytes,
         })
+    }
+
+    /// Sets the largest a stored document may grow, bytes.
+    pub fn set_max_document_bytes(&mut self, bytes: usize) {
+        self.max_document_bytes = bytes;
     }
 
     /// Sets the reviewers' roles (`[reviewers]` of `hub.toml`).
@@ -569,12 +577,33 @@ impl HubStore {
     ) -> Result<Option<Received>, Refusal> {
         let Merged { doc_id, before, candidate, new, next_state, waiting, chunks, ops, peer } =
             merged;
+        let max_document_bytes = self.max_document_bytes;
         let stored = self.docs.write(|txn| -> Result<Option<Vec<ChangeHash>>, Refusal> {
             let current = txn.load(&doc_id)?.unwrap_or_default();
             if current.get_heads() != before {
                 return Ok(None);
             }
             if !new.is_empty() {
+                // The document may not grow past its bound (`max_document_bytes`).
+                let stored: i64 = txn
+                    .sql()
+                    .query_row(
+                        "SELECT coalesce((SELECT length(snapshot) FROM documents WHERE doc_id = ?1), 0)
+                              + coalesce((SELECT sum(length(bytes)) FROM chunks WHERE doc_id = ?1), 0)",
+                        [&doc_id],
+                        |row| row.get(0),
+                    )
+                    .map_err(|e| txn.err(e))?;
+                let adding: usize = new.iter().map(|c| c.raw_bytes().len()).sum();
+                let total = usize::try_from(stored).unwrap_or(usize::MAX).saturating_add(adding);
+                if total > max_document_bytes {
+                    return Err(Refusal::Screened(crate::guard::Screened::OverBound {
+                        what: "bytes of stored document after it",
+                        count: total,
+                        limit: max_document_bytes,
+                        setting: "limits.max_document_bytes",
+                    }));
+                }
                 txn.save(&doc_id, &before, &candidate, now_ms)?;
                 record_deliveries(txn, &doc_id, &new, &peer, now_ms)?;
             }

@@ -388,3 +388,24 @@ async fn a_costly_message_does_not_hold_up_other_communities() {
         40_000
     );
 }
+
+/// A community's document cannot grow past `max_document_bytes`: the sync that would
+/// pass it is refused with RESOURCE_EXHAUSTED naming the setting, and nothing of it is
+/// stored.
+#[test]
+fn a_document_cannot_grow_past_its_bound() {
+    let mut hub = Hub::new("[limits]\nmax_document_bytes = 40000\n");
+    hub.start();
+    let node = NodeDir::for_hub(&hub, "fuhou", "d1");
+    node.ok(&["template", "apply"]);
+    node.ok(&["sync"]);
+    let heads = hub.document("fuhou").unwrap().get_heads();
+    let long = "证".repeat(1900);
+    for _ in 0..12 {
+        node.ok(&["task", "note", "u-safety-grid", &long]);
+    }
+    let (_, stderr) = node.fail(&["sync"]);
+    assert!(stderr.contains("ResourceExhausted"), "{stderr}");
+    assert!(stderr.contains("limits.max_document_bytes"), "{stderr}");
+    assert_eq!(hub.document("fuhou").unwrap().get_heads(), heads, "nothing was stored");
+}
