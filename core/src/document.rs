@@ -283,8 +283,8 @@ pub struct TaskEdit {
     pub due: Option<Option<NaiveDate>>,
     /// New status. `done` also sets progress to 100.
     pub status: Option<TaskStatus>,
-    /// New progress. 100 on a `todo` or `doing` task also marks it `done`;
-    /// more than 0 on a `todo` task marks it `doing`.
+    /// New progress. 100 also marks the task `done` (from any status); more than 0
+    /// on a `todo` task marks it `doing`.
     pub progress: Option<u32>,
 }
 
@@ -479,7 +479,9 @@ impl CommunityDoc {
             && let Some(p) = progress
         {
             let base = current.status;
-            if p == 100 && matches!(base, TaskStatus::Todo | TaskStatus::Doing) {
+            // 100 % means done, whatever the task was (the README's promise): a
+            // blocked or failed task brought to 100 % is finished after all.
+            if p == 100 && base != TaskStatus::Done {
                 status = Some(TaskStatus::Done);
             } else if p > 0 && base == TaskStatus::Todo {
                 status = Some(TaskStatus::Doing);

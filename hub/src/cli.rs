@@ -394,7 +394,15 @@ fn run_pki(
             let issued = pki.issue(&writer, &out).map_err(CliError::new)?;
             out!("Issued {} (serial {}) into {}:", issued.identity, issued.serial, out.display());
             out!("  device.pem, device.key (private, mode 0600), ca.pem");
-            out!("Copy them into the node's certs/ folder (see deploy/node.example.toml).");
+            match &writer {
+                Writer::Device { .. } => {
+                    out!("Copy them into the node's certs/ folder (see deploy/node.example.toml).")
+                }
+                Writer::Reviewer { .. } => out!(
+                    "Give them to the reviewer's workstation: they identify the reviewer to the \
+                     hub's gRPC services (Query, and sync for a reviewer's own node)."
+                ),
+            }
             Ok(())
         }
         PkiCommand::Revoke { who } => {

@@ -647,8 +647,30 @@ impl Node {
                         "give at least one of --title, --star, --points, --owner, --due, --no-due, --status",
                     ));
                 }
+                let asked = edit.clone();
                 let task = self.edit(&id, edit)?;
-                out!("Saved: {} is now {} at {}%.", task.id, task.status, task.progress);
+                // Confirm every field that was asked for, as it now stands.
+                let mut now = Vec::new();
+                if asked.title.is_some() {
+                    now.push(format!("title {:?}", task.title));
+                }
+                if asked.star.is_some() {
+                    now.push(format!("star {}", task.star));
+                }
+                if asked.points.is_some() {
+                    now.push(format!("{} points", task.points));
+                }
+                if asked.owner.is_some() {
+                    now.push(format!("owner {}", task.owner));
+                }
+                if asked.due.is_some() {
+                    now.push(match task.due {
+                        Some(d) => format!("due {d}"),
+                        None => "no deadline".into(),
+                    });
+                }
+                now.push(format!("{} at {}%", task.status, task.progress));
+                out!("Saved: {} now has {}.", task.id, now.join(", "));
             }
             TaskCommand::Progress { id, percent } => {
                 let task =

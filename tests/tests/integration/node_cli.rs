@@ -287,3 +287,15 @@ fn a_broken_configuration_is_named() {
     assert_eq!(code, 1);
     assert!(stderr.contains("is not a valid node configuration"), "{stderr}");
 }
+
+#[test]
+fn progress_100_marks_any_task_done_and_edits_confirm_what_they_changed() {
+    let node = NodeDir::with_template("fuhou");
+    node.ok(&["task", "fail", "u-safety-grid"]);
+    let out = node.ok(&["task", "progress", "u-safety-grid", "100"]);
+    assert!(out.contains("is now done at 100%"), "{out}");
+    let added = node.ok(&["task", "add", "--star", "safety", "--title", "夜巡", "--points", "10"]);
+    let id = added.split_whitespace().find(|w| w.starts_with("t-")).unwrap().trim_end_matches(':');
+    let out = node.ok(&["task", "edit", id, "--points", "60", "--owner", "李四"]);
+    assert!(out.contains("60 points") && out.contains("owner 李四"), "{out}");
+}
