@@ -146,7 +146,8 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     std::fs::create_dir_all(data_dir)
         .map_err(|source| ServeError::Read { path: data_dir.to_path_buf(), source })?;
     let pki = Pki::new(&HubConfig::resolve(data_dir, &config.pki_dir));
-    let tls = TlsReloader::new(pki)?;
+    let (revoked_tx, revoked_rx) = mpsc::unbounded_channel();
+    let tls = TlsReloader::new(pki, revoked_tx)?;
     let (standard, registry) = standard_and_registry(&config, data_dir)?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut store = HubStore::open(&data_dir.join(DATABASE_FILE), &standard, &registry, now)?;
@@ -175,6 +176,7 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
         shutdown: shutdown_rx.clone(),
     });
 
+    tokio::spawn(record_revoked(store.clone(), revoked_rx));
     let (conns, incoming) = mpsc::channel(64);
     tokio::spawn(crate::conn::accept(
         listener,
@@ -263,6 +265,31 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     });
     tracing::info!(%addr, dashboard = %crate::web::describe(dashboard_addr), data_dir = %data_dir.display(), "hub listening");
     Ok(HubHandle { addr, dashboard_addr, store, shutdown, server })
+}
+
+/// Records every refused revoked certificate as its device's error (class
+/// `revoked`), so status, dashboard and metrics show it rather than the last success.
+async fn record_revoked(
+    store: StoreThread<HubStore>,
+    mut revoked: mpsc::UnboundedReceiver<(fivestar_core::Writer, String)>,
+) {
+    while let Some((writer, message)) = revoked.recv().await {
+        metrics::counter!(observe::ERRORS, "class" => "revoked").increment(1);
+        tracing::warn!(writer = %writer, "refused a revoked certificate");
+        let (community, name) = match &writer {
+            fivestar_core::Writer::Device { community, device } => {
+                (Some(community.clone()), device.clone())
+            }
+            fivestar_core::Writer::Reviewer { name, .. } => (None, name.clone()),
+        };
+        let peer = crate::store::peer_name(&writer);
+        let now = chrono::Utc::now().timestamp_millis();
+        let _ = store
+            .call(move |s| {
+                s.peer_error(&peer, community.as_deref(), &name, "revoked", &message, now)
+            })
+            .await;
+    }
 }
 
 /// Publishes the ids of documents written by anyone (sessions, `review`, other
@@ -356,18 +383,22 @@ fn record_standings(rows: &[fivestar_core::Standing]) {
 struct TlsReloader {
     pki: Pki,
     current: Arc<Mutex<(Option<SystemTime>, Arc<ServerConfig>)>>,
+    revoked: mpsc::UnboundedSender<(fivestar_core::Writer, String)>,
 }
 
 impl TlsReloader {
-    fn new(pki: Pki) -> Result<TlsReloader, ServeError> {
+    fn new(
+        pki: Pki,
+        revoked: mpsc::UnboundedSender<(fivestar_core::Writer, String)>,
+    ) -> Result<TlsReloader, ServeError> {
         if !pki.ca_cert().exists() || !pki.hub_cert().exists() {
             return Err(ServeError::NoPki {
                 dir: pki.crl().parent().map(Path::to_path_buf).unwrap_or_default(),
             });
         }
         let stamp = modified(&pki.crl());
-        let acceptor = build_acceptor(&pki)?;
-        Ok(TlsReloader { pki, current: Arc::new(Mutex::new((stamp, acceptor))) })
+        let acceptor = build_acceptor(&pki, &revoked)?;
+        Ok(TlsReloader { pki, current: Arc::new(Mutex::new((stamp, acceptor))), revoked })
     }
 
     fn current(&self) -> Result<TlsAcceptor, ServeError> {
@@ -375,7 +406,7 @@ impl TlsReloader {
         let mut current =
             self.current.lock().map_err(|_| ServeError::Tls("lock poisoned".into()))?;
         if stamp != current.0 {
-            let acceptor = build_acceptor(&self.pki)?;
+            let acceptor = build_acceptor(&self.pki, &self.revoked)?;
             tracing::info!("revocation list changed; TLS configuration reloaded");
             *current = (stamp, acceptor);
         }
@@ -393,7 +424,64 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn build_acceptor(pki: &Pki) -> Result<Arc<ServerConfig>, ServeError> {
+/// The client verifier, wrapped so a genuine but revoked device certificate is
+/// reported (the identity it carries is only trusted once the chain verified, which a
+/// "revoked" verdict implies).
+#[derive(Debug)]
+struct ReportingVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    revoked: mpsc::UnboundedSender<(fivestar_core::Writer, String)>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for ReportingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verdict = self.inner.verify_client_cert(end_entity, intermediates, now);
+        if let Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) = &verdict
+            && let Some(writer) = crate::pki::writer_from_certificate(end_entity.as_ref())
+        {
+            let _ = self.revoked.send((writer, "its certificate has been revoked".into()));
+        }
+        verdict
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn build_acceptor(
+    pki: &Pki,
+    revoked: &mpsc::UnboundedSender<(fivestar_core::Writer, String)>,
+) -> Result<Arc<ServerConfig>, ServeError> {
     let tls = |what: &str, path: &Path, err: &dyn std::fmt::Display| {
         ServeError::Tls(format!("{what} {}: {err}", path.display()))
     };
@@ -425,7 +513,10 @@ fn build_acceptor(pki: &Pki) -> Result<Arc<ServerConfig>, ServeError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(ReportingVerifier {
+            inner: verifier,
+            revoked: revoked.clone(),
+        }))
         .with_single_cert(chain, key)
         .map_err(|e| ServeError::Tls(format!("hub certificate and key: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec()];

@@ -10,6 +10,8 @@ use crate::store::PeerStatus;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
+    /// Its certificate was revoked, and it still tries to connect.
+    Revoked,
     /// Its latest attempt failed.
     Failing,
     /// Its last successful sync is older than `stale_after`.
@@ -26,6 +28,7 @@ impl Health {
     /// A short word for tables.
     pub fn word(self) -> &'static str {
         match self {
+            Health::Revoked => "REVOKED",
             Health::Failing => "FAILING",
             Health::Stale => "stale",
             Health::NeverSynced => "never synced",
@@ -37,6 +40,7 @@ impl Health {
     /// The same in Chinese, for the dashboard.
     pub fn zh(self) -> &'static str {
         match self {
+            Health::Revoked => "证书已吊销",
             Health::Failing => "同步失败",
             Health::Stale => "数据过期",
             Health::NeverSynced => "从未成功",
@@ -107,6 +111,12 @@ pub fn status(
     stale_after_ms: i64,
 ) -> (Vec<StatusRow>, Summary) {
     let health_of = |p: &PeerStatus| match (p.last_success_ms, p.last_error_ms) {
+        (success, Some(error))
+            if error > success.unwrap_or(i64::MIN)
+                && p.last_error_class.as_deref() == Some("revoked") =>
+        {
+            Health::Revoked
+        }
         (success, Some(error)) if error > success.unwrap_or(i64::MIN) => Health::Failing,
         (None, _) => Health::NeverSynced,
         (Some(success), _) if now_ms - success > stale_after_ms => Health::Stale,
@@ -139,7 +149,7 @@ pub fn status(
         }
         for peer in mine {
             let health = health_of(peer);
-            if health == Health::Failing {
+            if matches!(health, Health::Failing | Health::Revoked) {
                 summary.failing_devices += 1;
             }
             rows.push(StatusRow {

@@ -143,7 +143,7 @@ fn page(
     for row in rows.iter().filter(|r| r.health != Health::NeverSeen) {
         let peer = row.peer.as_ref();
         let class = match row.health {
-            Health::Failing => " class=\"failing\"",
+            Health::Failing | Health::Revoked => " class=\"failing\"",
             Health::Stale => " class=\"stale\"",
             Health::NeverSeen | Health::NeverSynced => " class=\"nodata\"",
             Health::Ok => "",

@@ -127,6 +127,27 @@ fn a_foreign_certificate_fails_the_handshake_and_a_revoked_device_is_refused() {
     assert_eq!(grid.progress, 0, "the revoked device's edit did not reach the hub");
     let status = node.json(&["status"]);
     assert!(status["last_error"]["error"].as_str().unwrap().contains("revoked"));
+    // The operators see it: the device is revoked in the hub's status, not "ok"; the
+    // foreign certificate (whose identity cannot be trusted) is not pinned on fuhou.
+    let shown =
+        fivestar_tests::eventually(std::time::Duration::from_secs(5), || {
+            let hub_status: serde_json::Value =
+                serde_json::from_str(&hub.ok(&["status", "--json"])).unwrap();
+            hub_status["rows"].as_array().unwrap().iter().any(|r| {
+                r["community"] == "yuyuan" && r["device"] == "d1" && r["health"] == "revoked"
+            })
+        });
+    assert!(shown, "{}", hub.ok(&["status"]));
+    let hub_status: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["status", "--json"])).unwrap();
+    assert!(
+        !hub_status["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["community"] == "fuhou" && r["health"] == "revoked"),
+        "a foreign certificate's claimed identity is not trusted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
