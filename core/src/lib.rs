@@ -225,32 +225,20 @@ impl Task {
             return Vec::new();
         };
         let now = self.seen();
-        let mut fields = Vec::new();
-        if seen.star != now.star {
-            fields.push("star");
-        }
-        if seen.points != now.points {
-            fields.push("points");
-        }
-        if seen.status != now.status {
-            fields.push("status");
-        }
-        if seen.progress != now.progress {
-            fields.push("progress");
-        }
-        if seen.title != now.title {
-            fields.push("title");
-        }
-        if seen.owner != now.owner {
-            fields.push("owner");
-        }
-        if seen.due != now.due {
-            fields.push("due");
-        }
-        if seen.notes != now.notes || seen.withdrawn != now.withdrawn {
-            fields.push("notes");
-        }
-        fields
+        [
+            ("star", seen.star != now.star),
+            ("points", seen.points != now.points),
+            ("status", seen.status != now.status),
+            ("progress", seen.progress != now.progress),
+            ("title", seen.title != now.title),
+            ("owner", seen.owner != now.owner),
+            ("due", seen.due != now.due),
+            ("notes", seen.notes != now.notes || seen.withdrawn != now.withdrawn),
+        ]
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(field, _)| field)
+        .collect()
     }
 
     /// The star and points the task counts with: the ones a verdict pinned, else its own.

@@ -13,7 +13,6 @@
 //!
 //! Every refusal is counted in `fivestar_hub_connections_refused_total{reason}`.
 
-use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -50,22 +49,21 @@ pub struct Guarded {
     _identity: IdentitySlot,
 }
 
+/// A connection's place among its identity's, and in the open-connections gauge.
 #[derive(Debug)]
 struct IdentitySlot {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-    identity: String,
+    _slot: crate::slots::Slot,
+}
+
+impl IdentitySlot {
+    fn new(slot: crate::slots::Slot) -> IdentitySlot {
+        metrics::gauge!(observe::CONNECTIONS).increment(1.0);
+        IdentitySlot { _slot: slot }
+    }
 }
 
 impl Drop for IdentitySlot {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.counts.lock()
-            && let Some(count) = counts.get_mut(&self.identity)
-        {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.identity);
-            }
-        }
         metrics::gauge!(observe::CONNECTIONS).decrement(1.0);
     }
 }
@@ -157,7 +155,7 @@ pub async fn accept(
 ) {
     let acceptors = Arc::new(acceptors);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let identities: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let identities = crate::slots::Slots::default();
     let mut accept_log = RateLimited::new(Duration::from_secs(10));
     let tls_log = Arc::new(Mutex::new(RateLimited::new(Duration::from_secs(10))));
     let mut backoff = Duration::from_millis(10);
@@ -232,18 +230,8 @@ pub async fn accept(
                 refused("no_identity");
                 return;
             };
-            let slot_for_identity = {
-                let Ok(mut counts) = identities.lock() else { return };
-                let count = counts.entry(identity.clone()).or_insert(0);
-                if *count >= limits.max_connections_per_identity.max(1) {
-                    None
-                } else {
-                    *count += 1;
-                    metrics::gauge!(observe::CONNECTIONS).increment(1.0);
-                    Some(IdentitySlot { counts: identities.clone(), identity: identity.clone() })
-                }
-            };
-            let Some(identity_slot) = slot_for_identity else {
+            let for_identity = identities.take(&identity, limits.max_connections_per_identity);
+            let Some(identity_slot) = for_identity.map(IdentitySlot::new) else {
                 refused("max_connections_per_identity");
                 tracing::debug!(%peer, %identity, "too many connections of one identity; closed");
                 return;

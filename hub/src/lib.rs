@@ -19,6 +19,7 @@ pub mod report;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod slots;
 pub mod status;
 pub mod store;
 pub mod web;

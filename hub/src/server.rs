@@ -172,7 +172,7 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
         devices_read_all_communities: config.devices_read_all_communities,
         stale_after: config.stale_after(),
         sessions: Arc::new(Semaphore::new(config.limits.max_sessions)),
-        sessions_by_peer: Arc::default(),
+        sessions_by_peer: crate::slots::Slots::default(),
         shutdown: shutdown_rx.clone(),
     });
 

@@ -221,41 +221,9 @@ pub struct Shared {
     pub sessions: Arc<Semaphore>,
     /// Running sessions per identity (`peer_name`), capped by
     /// `max_connections_per_identity`: one connection can carry many streams.
-    pub sessions_by_peer: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    pub sessions_by_peer: crate::slots::Slots,
     /// Becomes true when the hub stops.
     pub shutdown: watch::Receiver<bool>,
-}
-
-/// A running session's place in `sessions_by_peer`, given back when it ends.
-struct PeerSlot {
-    map: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-    peer: String,
-}
-
-impl PeerSlot {
-    fn take(shared: &Shared, writer: &Writer) -> Option<PeerSlot> {
-        let peer = peer_name(writer);
-        let mut map = shared.sessions_by_peer.lock().ok()?;
-        let count = map.entry(peer.clone()).or_insert(0);
-        if *count >= shared.limits.max_connections_per_identity.max(1) {
-            return None;
-        }
-        *count += 1;
-        Some(PeerSlot { map: shared.sessions_by_peer.clone(), peer })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        if let Ok(mut map) = self.map.lock()
-            && let Some(count) = map.get_mut(&self.peer)
-        {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.peer);
-            }
-        }
-    }
 }
 
 fn now_ms() -> i64 {
@@ -277,7 +245,10 @@ pub async fn run(
             return;
         }
     };
-    let Some(_peer_slot) = PeerSlot::take(&shared, &writer) else {
+    let peer_slot = shared
+        .sessions_by_peer
+        .take(&peer_name(&writer), shared.limits.max_connections_per_identity);
+    let Some(_peer_slot) = peer_slot else {
         let cap = shared.limits.max_connections_per_identity;
         let _ = out.send(Err(SessionError::TooManyOfOne(cap))).await;
         return;
