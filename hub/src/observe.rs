@@ -21,6 +21,9 @@ pub const RESCORE_SECONDS: &str = "fivestar_hub_rescore_duration_seconds";
 pub const CONNECTED: &str = "fivestar_hub_connected_devices";
 /// Each community's last successful sync, Unix seconds, by `community`.
 pub const LAST_SYNC: &str = "fivestar_hub_community_last_sync_timestamp_seconds";
+/// 1 for a community that has never synced, 0 once it has, by `community` (the
+/// last-sync gauge has no value to alert on until a first sync).
+pub const NEVER_SYNCED: &str = "fivestar_hub_community_never_synced";
 /// Communities by freshness (`current`, `stale`, `no_data`).
 pub const COMMUNITIES: &str = "fivestar_hub_communities";
 /// Input that made the document library (or a store job) panic; refused, isolated.
@@ -31,7 +34,17 @@ pub const CONNECTIONS_REFUSED: &str = "fivestar_hub_connections_refused_total";
 /// Open connections after the TLS handshake.
 pub const CONNECTIONS: &str = "fivestar_hub_open_connections";
 
+/// 1, with the hub's `version` as a label.
+pub const BUILD_INFO: &str = "fivestar_hub_build_info";
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
+/// Refreshes the standard `process_*` metrics (CPU seconds, resident memory, open file
+/// descriptors and their limit, start time, threads); called before each scrape.
+pub fn collect_process() {
+    PROCESS.get_or_init(metrics_process::Collector::default).collect();
+}
 
 /// Installs the process-wide recorder once and returns its handle (`None` if another
 /// recorder was installed first, e.g. by an embedding program).
@@ -62,6 +75,10 @@ fn describe() {
     describe_gauge!(CONNECTED, "Devices connected now.");
     describe_gauge!(LAST_SYNC, Unit::Seconds, "Last successful sync of each community, Unix time.");
     describe_gauge!(COMMUNITIES, "Communities by freshness of their data.");
+    describe_gauge!(NEVER_SYNCED, "1 for a community that has never synced, else 0.");
+    describe_gauge!(BUILD_INFO, "1, labelled with the hub's version.");
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    PROCESS.get_or_init(metrics_process::Collector::default).describe();
     describe_counter!(PANICS, "Inputs that made the document library fail, refused and isolated.");
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused before a session, by reason.");
     describe_gauge!(CONNECTIONS, "Open connections after the TLS handshake.");

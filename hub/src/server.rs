@@ -217,9 +217,18 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
         shutdown_rx.clone(),
         on_store_stopped,
     ));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(fivestar_proto::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions (Python's grpcio-reflection speaks v1alpha only),
+    // listing the health service too.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fivestar_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|e| ServeError::Tls(format!("gRPC reflection: {e}")))?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|e| ServeError::Tls(format!("gRPC reflection: {e}")))?;
     let service = SyncServer::new(SyncService::new(shared))
         .max_decoding_message_size(limit)
@@ -236,6 +245,7 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
             .add_service(query)
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             })
@@ -367,6 +377,8 @@ fn record_standings(rows: &[fivestar_core::Standing]) {
             metrics::gauge!(observe::LAST_SYNC, "community" => row.community.clone())
                 .set(ms as f64 / 1000.0);
         }
+        metrics::gauge!(observe::NEVER_SYNCED, "community" => row.community.clone())
+            .set(if row.last_sync_ms.is_none() { 1.0 } else { 0.0 });
         counts[match row.freshness {
             fivestar_core::Freshness::Current => 0,
             fivestar_core::Freshness::Stale => 1,

@@ -65,6 +65,7 @@ fn failure(err: impl std::fmt::Display) -> Response {
 async fn metrics_text(State(web): State<Arc<Web>>) -> Response {
     match &web.metrics {
         Some(handle) => {
+            crate::observe::collect_process();
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
                 .into_response()
         }

@@ -1144,6 +1144,10 @@ async fn serve_metrics(listen: &str, mut stopped: tokio::sync::watch::Receiver<b
     );
     metrics::describe_gauge!(crate::sync::names::LAST_SYNC, "Last successful sync, Unix time.");
     metrics::describe_gauge!(crate::sync::names::CONNECTED, "1 while connected to the hub.");
+    metrics::describe_gauge!("fivestar_node_build_info", "1, labelled with the node's version.");
+    metrics::gauge!("fivestar_node_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let process = metrics_process::Collector::default();
+    process.describe();
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -1156,6 +1160,8 @@ async fn serve_metrics(listen: &str, mut stopped: tokio::sync::watch::Receiver<b
         "/metrics",
         axum::routing::get(move || {
             let handle = handle.clone();
+            // The standard process_* metrics, fresh at each scrape.
+            process.collect();
             async move {
                 (
                     [(

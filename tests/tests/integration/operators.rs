@@ -100,6 +100,13 @@ fn hub_and_node_metrics_pass_promtool() {
         "fivestar_hub_rescore_duration_seconds_bucket",
         "fivestar_hub_connected_devices",
         "fivestar_hub_communities{freshness=\"no_data\"} 87",
+        "fivestar_hub_community_never_synced{community=\"yuyuan\"} 1",
+        "fivestar_hub_community_never_synced{community=\"fangou\"} 0",
+        "fivestar_hub_build_info{version=",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_cpu_seconds_total",
+        "process_start_time_seconds",
     ] {
         assert!(hub_metrics.contains(name), "hub metrics lack {name}:\n{hub_metrics}");
     }
@@ -112,6 +119,8 @@ fn hub_and_node_metrics_pass_promtool() {
         "fivestar_node_sync_rounds_total{result=\"ok\"}",
         "fivestar_node_unacknowledged_changes 0",
         "fivestar_node_last_sync_timestamp_seconds",
+        "fivestar_node_build_info{version=",
+        "process_resident_memory_bytes",
     ] {
         assert!(node_metrics.contains(name), "node metrics lack {name}:\n{node_metrics}");
     }
@@ -144,7 +153,7 @@ async fn the_hub_answers_grpc_health_checks_and_reflection() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut replies = ServerReflectionClient::new(channel)
+    let mut replies = ServerReflectionClient::new(channel.clone())
         .server_reflection_info(tokio_stream::iter(vec![request]))
         .await
         .unwrap()
@@ -156,6 +165,28 @@ async fn the_hub_answers_grpc_health_checks_and_reflection() {
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"fivestar.v1.Sync".to_string()), "{names:?}");
     assert!(names.contains(&"fivestar.v1.Query".to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    // The older v1alpha protocol, which Python's grpcio-reflection speaks, too.
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaMessage;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let request = AlphaRequest {
+        host: String::new(),
+        message_request: Some(AlphaMessage::ListServices(String::new())),
+    };
+    let mut replies = AlphaClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(AlphaResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("{reply:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"fivestar.v1.Sync".to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
 }
 
 #[test]
