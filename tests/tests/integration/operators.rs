@@ -126,6 +126,36 @@ fn hub_and_node_metrics_pass_promtool() {
     }
     let (ok, said) = promtool_check_metrics(&node_metrics);
     assert!(ok && said.trim().is_empty(), "promtool on the node's metrics: {said}");
+
+    // Every metric the Grafana dashboard queries exists: defined by the hub or the
+    // node, or exported (process_*) by the running processes.
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../../deploy/grafana/fivestar.json")).unwrap();
+    let defined =
+        [include_str!("../../../hub/src/observe.rs"), include_str!("../../../node/src/sync.rs")]
+            .concat();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !(name.starts_with("fivestar_") || name.starts_with("process_")) {
+                    continue;
+                }
+                queried += 1;
+                let base = name.trim_end_matches("_bucket");
+                let exists = defined.contains(&format!("\"{base}\""))
+                    || hub_metrics.contains(name)
+                    || node_metrics.contains(name);
+                assert!(
+                    exists,
+                    "the dashboard's panel {:?} queries {name}, which nothing exports",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    assert!(queried > 10, "the dashboard queries the project's metrics");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
