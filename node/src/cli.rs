@@ -292,6 +292,12 @@ impl From<StoreError> for CliError {
             StoreError::Store(DocStoreError::TooNew { .. }) => {
                 "install the newer fivestar-node that wrote this file"
             }
+            StoreError::Store(DocStoreError::Sqlite { source, .. })
+                if source.to_string().contains("readonly") =>
+            {
+                "this user may not write the node's database: run as the node's user, or ask \
+                 the administrator to add you to its group (see deploy/systemd/fivestar-node.service)"
+            }
             StoreError::Store(DocStoreError::Sqlite { .. } | DocStoreError::Stopped) => {
                 "check that the disk is not full and the folder is writable"
             }
@@ -435,6 +441,9 @@ fn init(data_dir: &Path, args: InitArgs) -> Result<(), CliError> {
     let now = Utc::now().timestamp_millis();
     let store = Store::create(&db_path, &community.id, &args.device, now)?;
     drop(store);
+    // Clerks in the node's group write the same database as the daemon: the file (and
+    // SQLite's -wal and -shm files, which copy its mode) is group-writable.
+    group_writable(&db_path)?;
     write_file(&data_dir.join(STANDARD_FILE), &standard_text)?;
     let config = NodeConfig {
         community: community.id.clone(),
@@ -481,6 +490,49 @@ fn write_file(path: &Path, text: &str) -> Result<(), CliError> {
         std::fs::rename(&tmp, path)
     })();
     result.map_err(|err| CliError::new(format!("cannot write {}: {err}", path.display())))
+}
+
+/// Makes a file readable and writable by its owner and group (0660).
+fn group_writable(path: &Path) -> Result<(), CliError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|err| {
+            CliError::new(format!("cannot set the permissions of {}: {err}", path.display()))
+        })?;
+    }
+    let _ = path;
+    Ok(())
+}
+
+/// Holds the data directory's daemon lock while `run` runs: a second `run` on the
+/// same folder would sync the same device twice.
+fn daemon_lock(data_dir: &Path) -> Result<std::fs::File, CliError> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join("run.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|err| CliError::new(format!("cannot open {}: {err}", path.display())))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() { String::new() } else { format!(" (process {holder})") };
+        return Err(CliError::new(format!(
+            "fivestar-node run is already running on {}{who}",
+            data_dir.display()
+        ))
+        .hint("one daemon per data directory: stop the other one first (e.g. `systemctl stop fivestar-node`)"));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(file)
 }
 
 /// An opened node: its configuration, standard and store.
@@ -551,6 +603,7 @@ impl Node {
     }
 
     fn run_daemon(self, data_dir: &Path, json: bool) -> Result<(), CliError> {
+        let _lock = daemon_lock(data_dir)?;
         let Node { config, store, .. } = self;
         init_logging(json);
         let runtime = Node::runtime()?;

@@ -299,3 +299,24 @@ fn progress_100_marks_any_task_done_and_edits_confirm_what_they_changed() {
     let out = node.ok(&["task", "edit", id, "--points", "60", "--owner", "李四"]);
     assert!(out.contains("60 points") && out.contains("owner 李四"), "{out}");
 }
+
+#[test]
+fn the_database_is_group_writable_and_a_second_daemon_is_refused_by_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = NodeDir::with_template("fuhou");
+    let mode = std::fs::metadata(node.database()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "node.db is {mode:o}");
+    // The hub address leads nowhere: the daemon keeps retrying, holding its lock.
+    let mut first = node.command(&["run"]).spawn().unwrap();
+    let lock = node.path().join("run.lock");
+    let started = fivestar_tests::eventually(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&lock).is_ok_and(|pid| pid.trim() == first.id().to_string())
+    });
+    assert!(started, "the first daemon did not take the lock");
+    let (code, stderr) = node.fail(&["run"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already running"), "{stderr}");
+    assert!(stderr.contains(&format!("process {}", first.id())), "{stderr}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
