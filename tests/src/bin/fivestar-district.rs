@@ -97,10 +97,19 @@ async fn run(args: Args) -> ExitCode {
         dir.display()
     );
     let started = std::time::Instant::now();
-    let outcome = match sim::run(&config, &dir, &|line| println!("  {line}")).await {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            eprintln!("error: {err}");
+    // Ctrl-C during the campaign stops it cleanly too: the temporary folder is removed.
+    let run = sim::run(&config, &dir, &|line| println!("  {line}"));
+    let outcome = tokio::select! {
+        result = run => match result {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopped by Ctrl-C before the campaign ended; nothing was verified");
+            drop(temp);
             return ExitCode::FAILURE;
         }
     };
@@ -164,15 +173,31 @@ async fn run(args: Args) -> ExitCode {
         );
     }
     println!(
-        "Dashboard: http://{}/   Nodes: {} (try `fivestar-node --data-dir {}/nodes/fangou status`)",
+        "Dashboard: http://{}/   Nodes: {}",
         outcome.hub.dashboard_addr,
-        outcome.node_dirs.len(),
-        dir.display()
+        outcome.node_dirs.len()
     );
+    if args.data_dir.is_some() {
+        // Only a folder that outlives the run is worth pointing at.
+        println!(
+            "The nodes stay in {}: e.g. `cargo build --release -p fivestar-node` then \
+             `target/release/fivestar-node --data-dir {}/nodes/fangou status`",
+            dir.display(),
+            dir.display()
+        );
+    } else {
+        println!(
+            "The data is in a temporary folder, removed at the end (keep it with --data-dir DIR)."
+        );
+    }
+    // Ctrl-C ends the wait in both cases, so the temporary folder is always removed.
     match args.duration {
         Some(seconds) => {
-            println!("Stopping in {seconds} s.");
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            println!("Stopping in {seconds} s (or at Ctrl-C).");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
         }
         None => {
             println!("The hub keeps running; Ctrl-C stops it.");
