@@ -568,7 +568,11 @@ impl Session {
         self.out
             .send(Ok(frame))
             .await
-            .map_err(|_| SessionError::Protocol("the node went away".into()))
+            // The response stream is gone: the connection broke (a cut link, not a
+            // protocol violation of the device).
+            .map_err(|_| {
+                SessionError::Disconnected("the connection closed while the hub answered".into())
+            })
     }
 
     /// Persists sync states and counters, and records an error if the session failed.
