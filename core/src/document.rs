@@ -50,8 +50,6 @@
 //! Every other change is made with the device's own actor id and carries a commit
 //! message in JSON (`{"by": "...", "action": "..."}`) that `history` shows.
 
-use std::borrow::Cow;
-
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
     ActorId, Automerge, AutomergeError, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc,
@@ -952,7 +950,8 @@ fn prop_text(prop: &Prop) -> String {
 /// Tasks with a problem in a required field are left out of the returned list.
 pub fn read_document(doc: &Automerge, community_id: &str) -> (Vec<Task>, Vec<Problem>) {
     let mut problems = Vec::new();
-    match scalar(doc, &ROOT, "schema_version") {
+    let root = Fields::of(doc, &ROOT);
+    match scalar(&root, "schema_version") {
         Some(ScalarValue::Int(SCHEMA_VERSION)) => {}
         Some(ScalarValue::Int(v)) => problems.push(problem(
             "schema_version",
@@ -960,7 +959,7 @@ pub fn read_document(doc: &Automerge, community_id: &str) -> (Vec<Task>, Vec<Pro
         )),
         other => problems.push(problem("schema_version", expected("an integer", other.as_ref()))),
     }
-    match scalar(doc, &ROOT, "community_id") {
+    match scalar(&root, "community_id") {
         Some(ScalarValue::Str(id)) if id.as_str() == community_id => {}
         Some(ScalarValue::Str(id)) => problems.push(problem(
             "community_id",
@@ -1037,31 +1036,32 @@ const SEEN_FIELDS: &[&str] =
 /// after a review) are not problems here: they are decided when the task is scored.
 fn read_task(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>) -> Option<Task> {
     let at = |field: &str| format!("tasks/{id}/{field}");
-    for key in doc.keys(obj) {
+    let f = Fields::of(doc, obj);
+    for key in f.keys() {
         if !TASK_FIELDS.contains(&key.as_str()) {
-            problems.push(problem(&at(&key), "is not a field of the schema; ignored".into()));
+            problems.push(problem(&at(key), "is not a field of the schema; ignored".into()));
         }
     }
     let before = problems.len();
-    let star = read_str(doc, obj, "star", &at("star"), problems);
-    let title = read_str(doc, obj, "title", &at("title"), problems);
-    let points = read_int(doc, obj, "points", &at("points"), 1..=100, problems);
-    let status = read_status(doc, obj, "status", &at("status"), problems);
-    let progress = read_int(doc, obj, "progress", &at("progress"), 0..=100, problems);
-    let owner = read_str(doc, obj, "owner", &at("owner"), problems);
-    let due = read_due(doc, obj, "due", &at("due"), problems);
-    let veto = match scalar(doc, obj, "veto") {
+    let star = read_str(&f, "star", &at("star"), problems);
+    let title = read_str(&f, "title", &at("title"), problems);
+    let points = read_int(&f, "points", &at("points"), 1..=100, problems);
+    let status = read_status(&f, "status", &at("status"), problems);
+    let progress = read_int(&f, "progress", &at("progress"), 0..=100, problems);
+    let owner = read_str(&f, "owner", &at("owner"), problems);
+    let due = read_due(&f, "due", &at("due"), problems);
+    let veto = match scalar(&f, "veto") {
         Some(ScalarValue::Boolean(b)) => Some(b),
         other => {
             problems.push(problem(&at("veto"), expected("true or false", other.as_ref())));
             None
         }
     };
-    let template = read_str(doc, obj, "template", &at("template"), problems);
-    let notes = read_notes(doc, obj, id, problems);
-    let review = match doc.get(obj, "review") {
-        Ok(None) => Some(None),
-        Ok(Some((Value::Object(ObjType::Map), r))) => read_review(doc, &r, id, problems).map(Some),
+    let template = read_str(&f, "template", &at("template"), problems);
+    let notes = read_notes(doc, &f, id, problems);
+    let review = match f.object("review") {
+        None if !f.has("review") => Some(None),
+        Some((ObjType::Map, r)) => read_review(doc, &r, id, problems).map(Some),
         _ => {
             problems.push(problem(&at("review"), "is not a map".into()));
             None
@@ -1087,13 +1087,12 @@ fn read_task(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>
 }
 
 fn read_status(
-    doc: &Automerge,
-    obj: &ObjId,
+    f: &Fields,
     key: &str,
     path: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<TaskStatus> {
-    let text = read_str(doc, obj, key, path, problems)?;
+    let text = read_str(f, key, path, problems)?;
     match text.parse::<TaskStatus>() {
         Ok(status) => Some(status),
         Err(_) => {
@@ -1107,13 +1106,12 @@ fn read_status(
 }
 
 fn read_due(
-    doc: &Automerge,
-    obj: &ObjId,
+    f: &Fields,
     key: &str,
     path: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Option<NaiveDate>> {
-    let text = read_str(doc, obj, key, path, problems)?;
+    let text = read_str(f, key, path, problems)?;
     if text.is_empty() {
         return Some(None);
     }
@@ -1128,12 +1126,12 @@ fn read_due(
 
 fn read_notes(
     doc: &Automerge,
-    obj: &ObjId,
+    f: &Fields,
     id: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<Note>> {
-    let notes_obj = match doc.get(obj, "notes") {
-        Ok(Some((Value::Object(ObjType::List), notes))) => notes,
+    let notes_obj = match f.object("notes") {
+        Some((ObjType::List, notes)) => notes,
         _ => {
             problems.push(problem(&format!("tasks/{id}/notes"), "is missing or not a list".into()));
             return None;
@@ -1147,23 +1145,20 @@ fn read_notes(
         let at = |field: &str| format!("tasks/{id}/notes/{index}/{field}");
         match item.value {
             automerge::ValueRef::Object(ObjType::Map) => {
-                let note = item.id();
-                for key in doc.keys(&note) {
+                let nf = Fields::of(doc, &item.id());
+                for key in nf.keys() {
                     if !NOTE_FIELDS.contains(&key.as_str()) {
                         problems.push(problem(
-                            &at(&key),
+                            &at(key),
                             "is not a field of the schema; ignored".into(),
                         ));
                     }
                 }
                 let before = problems.len();
-                let text = read_str(doc, &note, "text", &at("text"), problems);
-                let by = read_str(doc, &note, "by", &at("by"), problems);
-                let at_ms = read_timestamp(doc, &note, "at", &at("at"), problems);
-                let withdrawn = match (
-                    scalar(doc, &note, "withdrawn_by"),
-                    scalar(doc, &note, "withdrawn_at"),
-                ) {
+                let text = read_str(&nf, "text", &at("text"), problems);
+                let by = read_str(&nf, "by", &at("by"), problems);
+                let at_ms = read_timestamp(&nf, "at", &at("at"), problems);
+                let withdrawn = match (scalar(&nf, "withdrawn_by"), scalar(&nf, "withdrawn_at")) {
                     (None, None) => None,
                     (Some(ScalarValue::Str(by)), Some(ScalarValue::Timestamp(at_ms))) => {
                         Some(Withdrawal { by: by.to_string(), at_ms })
@@ -1202,16 +1197,17 @@ fn read_review(
     problems: &mut Vec<Problem>,
 ) -> Option<Review> {
     let at = |field: &str| format!("tasks/{id}/review/{field}");
-    for key in doc.keys(obj) {
+    let f = Fields::of(doc, obj);
+    for key in f.keys() {
         if !REVIEW_FIELDS.contains(&key.as_str()) {
-            problems.push(problem(&at(&key), "is not a field of the schema; ignored".into()));
+            problems.push(problem(&at(key), "is not a field of the schema; ignored".into()));
         }
     }
     let before = problems.len();
-    let verdict_word = read_str(doc, obj, "verdict", &at("verdict"), problems);
-    let awarded = match scalar(doc, obj, "awarded") {
+    let verdict_word = read_str(&f, "verdict", &at("verdict"), problems);
+    let awarded = match scalar(&f, "awarded") {
         None => None,
-        Some(_) => read_int(doc, obj, "awarded", &at("awarded"), 0..=100, problems),
+        Some(_) => read_int(&f, "awarded", &at("awarded"), 0..=100, problems),
     };
     let verdict = match verdict_word.as_deref() {
         Some("accepted") => Some(Verdict::Accepted { awarded }),
@@ -1227,15 +1223,13 @@ fn read_review(
         }
         None => None,
     };
-    let comment = read_str(doc, obj, "comment", &at("comment"), problems);
-    let reviewer = read_str(doc, obj, "reviewer", &at("reviewer"), problems);
-    let at_ms = read_timestamp(doc, obj, "at", &at("at"), problems);
-    let overridden = matches!(scalar(doc, obj, "override"), Some(ScalarValue::Boolean(true)));
-    let seen = match doc.get(obj, "seen") {
-        Ok(None) => Some(None),
-        Ok(Some((Value::Object(ObjType::Map), seen))) => {
-            read_seen(doc, &seen, id, problems).map(Some)
-        }
+    let comment = read_str(&f, "comment", &at("comment"), problems);
+    let reviewer = read_str(&f, "reviewer", &at("reviewer"), problems);
+    let at_ms = read_timestamp(&f, "at", &at("at"), problems);
+    let overridden = matches!(scalar(&f, "override"), Some(ScalarValue::Boolean(true)));
+    let seen = match f.object("seen") {
+        None if !f.has("seen") => Some(None),
+        Some((ObjType::Map, seen)) => read_seen(doc, &seen, id, problems).map(Some),
         _ => {
             problems.push(problem(&at("seen"), "is not a map".into()));
             None
@@ -1256,21 +1250,21 @@ fn read_review(
 
 fn read_seen(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>) -> Option<Seen> {
     let at = |field: &str| format!("tasks/{id}/review/seen/{field}");
-    for key in doc.keys(obj) {
+    let f = Fields::of(doc, obj);
+    for key in f.keys() {
         if !SEEN_FIELDS.contains(&key.as_str()) {
-            problems.push(problem(&at(&key), "is not a field of the schema; ignored".into()));
+            problems.push(problem(&at(key), "is not a field of the schema; ignored".into()));
         }
     }
-    let star = read_str(doc, obj, "star", &at("star"), problems);
-    let points = read_int(doc, obj, "points", &at("points"), 1..=100, problems);
-    let status = read_status(doc, obj, "status", &at("status"), problems);
-    let progress = read_int(doc, obj, "progress", &at("progress"), 0..=100, problems);
-    let title = read_str(doc, obj, "title", &at("title"), problems);
-    let owner = read_str(doc, obj, "owner", &at("owner"), problems);
-    let due = read_due(doc, obj, "due", &at("due"), problems);
-    let notes = read_int(doc, obj, "notes", &at("notes"), 0..=i64::from(u32::MAX), problems);
-    let withdrawn =
-        read_int(doc, obj, "withdrawn", &at("withdrawn"), 0..=i64::from(u32::MAX), problems);
+    let star = read_str(&f, "star", &at("star"), problems);
+    let points = read_int(&f, "points", &at("points"), 1..=100, problems);
+    let status = read_status(&f, "status", &at("status"), problems);
+    let progress = read_int(&f, "progress", &at("progress"), 0..=100, problems);
+    let title = read_str(&f, "title", &at("title"), problems);
+    let owner = read_str(&f, "owner", &at("owner"), problems);
+    let due = read_due(&f, "due", &at("due"), problems);
+    let notes = read_int(&f, "notes", &at("notes"), 0..=i64::from(u32::MAX), problems);
+    let withdrawn = read_int(&f, "withdrawn", &at("withdrawn"), 0..=i64::from(u32::MAX), problems);
     Some(Seen {
         star: star?,
         points: points?,
@@ -1284,24 +1278,58 @@ fn read_seen(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>
     })
 }
 
-fn scalar(doc: &Automerge, obj: &ObjId, key: &str) -> Option<ScalarValue> {
-    match doc.get(obj, key) {
-        Ok(Some((Value::Scalar(value), _))) => Some(Cow::into_owned(value)),
-        Ok(Some((Value::Object(_), _))) => {
-            Some(ScalarValue::Unknown { type_code: 255, bytes: vec![] })
+/// One map's fields, read in one pass: a lookup per field costs a seek through the
+/// object's history each time, which dominated reading a document with a year of edits.
+struct Fields {
+    values: std::collections::HashMap<String, Field>,
+}
+
+enum Field {
+    Scalar(ScalarValue),
+    Object(ObjType, ObjId),
+}
+
+impl Fields {
+    fn of(doc: &Automerge, obj: &ObjId) -> Fields {
+        let values = doc
+            .map_range(obj, ..)
+            .map(|item| {
+                let field = match item.value {
+                    automerge::ValueRef::Scalar(value) => Field::Scalar(ScalarValue::from(value)),
+                    automerge::ValueRef::Object(kind) => Field::Object(kind, item.id()),
+                };
+                (item.key.into_owned(), field)
+            })
+            .collect();
+        Fields { values }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.values.keys()
+    }
+
+    fn object(&self, key: &str) -> Option<(ObjType, ObjId)> {
+        match self.values.get(key) {
+            Some(Field::Object(kind, id)) => Some((*kind, id.clone())),
+            _ => None,
         }
-        _ => None,
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
     }
 }
 
-fn read_str(
-    doc: &Automerge,
-    obj: &ObjId,
-    key: &str,
-    path: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<String> {
-    match scalar(doc, obj, key) {
+fn scalar(f: &Fields, key: &str) -> Option<ScalarValue> {
+    match f.values.get(key) {
+        Some(Field::Scalar(value)) => Some(value.clone()),
+        Some(Field::Object(..)) => Some(ScalarValue::Unknown { type_code: 255, bytes: vec![] }),
+        None => None,
+    }
+}
+
+fn read_str(f: &Fields, key: &str, path: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    match scalar(f, key) {
         Some(ScalarValue::Str(s)) => {
             if s.chars().count() > MAX_TEXT_CHARS {
                 problems.push(problem(path, format!("is longer than {MAX_TEXT_CHARS} characters")));
@@ -1318,14 +1346,13 @@ fn read_str(
 }
 
 fn read_int(
-    doc: &Automerge,
-    obj: &ObjId,
+    f: &Fields,
     key: &str,
     path: &str,
     range: std::ops::RangeInclusive<i64>,
     problems: &mut Vec<Problem>,
 ) -> Option<u32> {
-    let value = match scalar(doc, obj, key) {
+    let value = match scalar(f, key) {
         Some(ScalarValue::Int(v)) => v,
         Some(ScalarValue::Uint(v)) => i64::try_from(v).unwrap_or(i64::MAX),
         other => {
@@ -1342,14 +1369,8 @@ fn read_int(
     }
 }
 
-fn read_timestamp(
-    doc: &Automerge,
-    obj: &ObjId,
-    key: &str,
-    path: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<i64> {
-    match scalar(doc, obj, key) {
+fn read_timestamp(f: &Fields, key: &str, path: &str, problems: &mut Vec<Problem>) -> Option<i64> {
+    match scalar(f, key) {
         Some(ScalarValue::Timestamp(ms)) => Some(ms),
         other => {
             problems.push(problem(path, expected("a timestamp", other.as_ref())));
