@@ -1037,11 +1037,7 @@ const SEEN_FIELDS: &[&str] =
 fn read_task(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>) -> Option<Task> {
     let at = |field: &str| format!("tasks/{id}/{field}");
     let f = Fields::of(doc, obj);
-    for key in f.keys() {
-        if !TASK_FIELDS.contains(&key.as_str()) {
-            problems.push(problem(&at(key), "is not a field of the schema; ignored".into()));
-        }
-    }
+    f.report_unknown(TASK_FIELDS, &at, problems);
     let before = problems.len();
     let star = read_str(&f, "star", &at("star"), problems);
     let title = read_str(&f, "title", &at("title"), problems);
@@ -1146,14 +1142,7 @@ fn read_notes(
         match item.value {
             automerge::ValueRef::Object(ObjType::Map) => {
                 let nf = Fields::of(doc, &item.id());
-                for key in nf.keys() {
-                    if !NOTE_FIELDS.contains(&key.as_str()) {
-                        problems.push(problem(
-                            &at(key),
-                            "is not a field of the schema; ignored".into(),
-                        ));
-                    }
-                }
+                nf.report_unknown(NOTE_FIELDS, &at, problems);
                 let before = problems.len();
                 let text = read_str(&nf, "text", &at("text"), problems);
                 let by = read_str(&nf, "by", &at("by"), problems);
@@ -1198,11 +1187,7 @@ fn read_review(
 ) -> Option<Review> {
     let at = |field: &str| format!("tasks/{id}/review/{field}");
     let f = Fields::of(doc, obj);
-    for key in f.keys() {
-        if !REVIEW_FIELDS.contains(&key.as_str()) {
-            problems.push(problem(&at(key), "is not a field of the schema; ignored".into()));
-        }
-    }
+    f.report_unknown(REVIEW_FIELDS, &at, problems);
     let before = problems.len();
     let verdict_word = read_str(&f, "verdict", &at("verdict"), problems);
     let awarded = match scalar(&f, "awarded") {
@@ -1251,11 +1236,7 @@ fn read_review(
 fn read_seen(doc: &Automerge, obj: &ObjId, id: &str, problems: &mut Vec<Problem>) -> Option<Seen> {
     let at = |field: &str| format!("tasks/{id}/review/seen/{field}");
     let f = Fields::of(doc, obj);
-    for key in f.keys() {
-        if !SEEN_FIELDS.contains(&key.as_str()) {
-            problems.push(problem(&at(key), "is not a field of the schema; ignored".into()));
-        }
-    }
+    f.report_unknown(SEEN_FIELDS, &at, problems);
     let star = read_str(&f, "star", &at("star"), problems);
     let points = read_int(&f, "points", &at("points"), 1..=100, problems);
     let status = read_status(&f, "status", &at("status"), problems);
@@ -1304,8 +1285,19 @@ impl Fields {
         Fields { values }
     }
 
-    fn keys(&self) -> impl Iterator<Item = &String> {
-        self.values.keys()
+    /// Reports each field outside `schema` (it is ignored, never guessed at).
+    fn report_unknown(
+        &self,
+        schema: &[&str],
+        at: &dyn Fn(&str) -> String,
+        problems: &mut Vec<Problem>,
+    ) {
+        let mut unknown: Vec<&String> =
+            self.values.keys().filter(|k| !schema.contains(&k.as_str())).collect();
+        unknown.sort();
+        for key in unknown {
+            problems.push(problem(&at(key), "is not a field of the schema; ignored".into()));
+        }
     }
 
     fn object(&self, key: &str) -> Option<(ObjType, ObjId)> {
