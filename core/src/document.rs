@@ -236,6 +236,14 @@ pub enum EditError {
         /// The note's number, from 1.
         number: usize,
     },
+    /// The field has no concurrent values to choose between (or not that one).
+    #[error("{field} of task {id:?} has no such concurrent value to choose")]
+    NoConflict {
+        /// The task.
+        id: String,
+        /// The field.
+        field: String,
+    },
     /// Automerge refused the operation (a bug or a damaged document).
     #[error("the document refused the change: {0}")]
     Automerge(String),
@@ -245,6 +253,19 @@ impl From<AutomergeError> for EditError {
     fn from(err: AutomergeError) -> Self {
         EditError::Automerge(err.to_string())
     }
+}
+
+/// The task fields a clerk may settle when devices set them differently while apart.
+pub const CHOOSABLE_FIELDS: &[&str] =
+    &["title", "star", "points", "owner", "due", "status", "progress"];
+
+/// A field of a task with more than one concurrent value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// The field, one of [`CHOOSABLE_FIELDS`].
+    pub field: &'static str,
+    /// Its values as text (`2026-12-31`, `60`, `done`, ...), the one shown now first.
+    pub values: Vec<String>,
 }
 
 /// A new task of the community's own.
@@ -546,6 +567,106 @@ impl CommunityDoc {
             }
             Ok(())
         })
+    }
+
+    /// The fields of a task that devices set differently while apart. Automerge keeps
+    /// every concurrent value and one wins by a fixed rule; a clerk should see the
+    /// others and choose. Each conflict lists the winning value first.
+    pub fn conflicts(&self, id: &str) -> Result<Vec<Conflict>, EditError> {
+        let obj = self.task_obj(id)?;
+        let mut found = Vec::new();
+        for field in CHOOSABLE_FIELDS {
+            let all = self.doc.get_all(&obj, *field)?;
+            if all.len() < 2 {
+                continue;
+            }
+            let winner = self.doc.get(&obj, *field)?.map(|(_, id)| id);
+            let mut values: Vec<(bool, String)> = all
+                .iter()
+                .map(|(value, op)| (Some(op) == winner.as_ref(), scalar_text(value)))
+                .collect();
+            // The winner first, the others in a fixed order; equal values once.
+            values.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            let mut texts: Vec<String> = Vec::new();
+            for (_, text) in values {
+                if !texts.contains(&text) {
+                    texts.push(text);
+                }
+            }
+            if texts.len() > 1 {
+                found.push(Conflict { field, values: texts });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Settles a conflict on `field` with `value`, one of the values [`Self::conflicts`]
+    /// lists: the value is written again over every concurrent one, with the same
+    /// checks as any edit, so every replica shows the clerk's choice once merged.
+    pub fn settle(
+        &mut self,
+        standard: &KindStandard,
+        id: &str,
+        field: &str,
+        value: &str,
+        stamp: &Stamp,
+    ) -> Result<(), EditError> {
+        let conflict =
+            self.conflicts(id)?.into_iter().find(|c| c.field == field).ok_or_else(|| {
+                EditError::NoConflict { id: id.to_string(), field: field.to_string() }
+            })?;
+        if !conflict.values.iter().any(|v| v == value) {
+            return Err(EditError::NoConflict { id: id.to_string(), field: field.to_string() });
+        }
+        let bad = || EditError::Automerge(format!("{field} value {value:?} cannot be read"));
+        let mut edit = TaskEdit::default();
+        let scalar: ScalarValue = match conflict.field {
+            "title" => {
+                edit.title = Some(value.to_string());
+                value.into()
+            }
+            "star" => {
+                edit.star = Some(value.to_string());
+                value.into()
+            }
+            "owner" => {
+                edit.owner = Some(value.to_string());
+                value.into()
+            }
+            "due" => {
+                let due = if value.is_empty() {
+                    None
+                } else {
+                    Some(NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| bad())?)
+                };
+                edit.due = Some(due);
+                value.into()
+            }
+            "status" => {
+                edit.status = Some(value.parse().map_err(|_| bad())?);
+                value.into()
+            }
+            "points" => {
+                let points: u32 = value.parse().map_err(|_| bad())?;
+                edit.points = Some(points);
+                i64::from(points).into()
+            }
+            _ => {
+                let progress: u32 = value.parse().map_err(|_| bad())?;
+                edit.progress = Some(progress);
+                i64::from(progress).into()
+            }
+        };
+        // The same checks as an edit (locks, the standard's fields, ranges); when the
+        // chosen value is not the winner, the edit itself overwrites every value.
+        let before = self.doc.get_heads();
+        self.edit_task(standard, id, &edit, stamp)?;
+        if self.doc.get_heads() != before && self.conflicts(id)?.iter().all(|c| c.field != field) {
+            return Ok(());
+        }
+        let obj = self.task_obj(id)?;
+        let key = conflict.field;
+        self.commit(stamp, &format!("settle {key}"), |tx| tx.put(&obj, key, scalar))
     }
 
     /// Appends an evidence note to a task.
@@ -880,6 +1001,19 @@ fn insert_note(
     tx.put(&note, "by", stamp.by.as_str())?;
     tx.put(&note, "at", ScalarValue::Timestamp(stamp.at_ms))?;
     Ok(())
+}
+
+/// A scalar field's value as text, for showing concurrent values side by side.
+fn scalar_text(value: &Value<'_>) -> String {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(text) => text.to_string(),
+            ScalarValue::Int(n) => n.to_string(),
+            ScalarValue::Uint(n) => n.to_string(),
+            other => other.to_string(),
+        },
+        Value::Object(kind) => format!("({kind})"),
+    }
 }
 
 fn due_text(due: Option<NaiveDate>) -> String {

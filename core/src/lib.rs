@@ -28,7 +28,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use document::{CommunityDoc, EditError, HistoryEntry, NewTask, Problem, Stamp, TaskEdit};
+pub use document::{
+    CommunityDoc, Conflict, EditError, HistoryEntry, NewTask, Problem, Stamp, TaskEdit,
+};
 pub use policy::{Policy, Refusal, Role, Writer};
 pub use ranking::{Freshness, RankEntry, Ranked, rank};
 pub use registry::{Community, Registry, RegistryError, Subdistrict};

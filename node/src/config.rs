@@ -37,6 +37,30 @@ pub struct NodeConfig {
     /// How the node syncs (all optional).
     #[serde(default)]
     pub sync: SyncSettings,
+    /// The clerks' web interface.
+    #[serde(default)]
+    pub ui: UiSettings,
+}
+
+/// The clerks' web interface (`fivestar-node ui`, and `run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// Where the web interface listens; `127.0.0.1` keeps it on this PC. Empty turns
+    /// it off in `run`.
+    pub listen: String,
+    /// The language of the web pages and the command line: `zh` or `en`; empty
+    /// follows the system (Chinese on a Chinese locale; the pages default to Chinese).
+    pub lang: String,
+    /// Other host names the pages may be reached by (besides `localhost` and the
+    /// listen address), for a node served to the office's other PCs.
+    pub hosts: Vec<String>,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings { listen: "127.0.0.1:8690".into(), lang: String::new(), hosts: Vec::new() }
+    }
 }
 
 /// How the node syncs with the hub. Every field has a default.
@@ -186,5 +210,6 @@ mod tests {
         assert_eq!(config.community, "fangou");
         assert_eq!(config.kind, Kind::Agricultural);
         assert_eq!(config.sync, SyncSettings::default(), "the example shows the defaults");
+        assert_eq!(config.ui, UiSettings::default(), "the example shows the defaults");
     }
 }

@@ -8,5 +8,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod i18n;
+pub mod ops;
 pub mod store;
 pub mod sync;
+pub mod web;

@@ -40,6 +40,19 @@ const NODE_MIGRATIONS: &[&str] = &[
          received_ms INTEGER NOT NULL,
          PRIMARY KEY (doc_id, hash)
      ) STRICT;",
+    // 3: the community's staff who work on this node (the clerk recorded with each
+    // change), with an optional PIN, and the reviews each has seen.
+    "CREATE TABLE staff (
+         name TEXT PRIMARY KEY,
+         pin_hash TEXT,
+         added_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE reviews_seen (
+         clerk TEXT NOT NULL,
+         task TEXT NOT NULL,
+         review_at_ms INTEGER NOT NULL,
+         PRIMARY KEY (clerk, task, review_at_ms)
+     ) STRICT;",
 ];
 
 /// The node's database schema.
@@ -383,6 +396,85 @@ impl Store {
                 row.get(0)
             })
             .map_err(|e| StoreError::from(self.docs.err(e)))
+    }
+
+    /// The staff who may be picked as the clerk at work, by name, and whether each
+    /// has a PIN.
+    pub fn staff(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare("SELECT name, pin_hash IS NOT NULL FROM staff ORDER BY added_ms, name")
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
+            .map_err(|e| self.docs.err(e))?;
+        Ok(rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?)
+    }
+
+    /// Adds a member of staff; `false` when the name is taken already.
+    pub fn add_staff(
+        &self,
+        name: &str,
+        pin_hash: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let added = self
+            .docs
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO staff (name, pin_hash, added_ms) VALUES (?1, ?2, ?3)",
+                params![name, pin_hash, now_ms],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(added == 1)
+    }
+
+    /// Removes a member of staff from the list (what they recorded stays theirs).
+    pub fn remove_staff(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .docs
+            .conn()
+            .execute("DELETE FROM staff WHERE name = ?1", [name])
+            .map_err(|e| self.docs.err(e))?;
+        Ok(removed == 1)
+    }
+
+    /// A member of staff's PIN hash: `None` for no such person, `Some(None)` for no PIN.
+    pub fn staff_pin(&self, name: &str) -> Result<Option<Option<String>>, StoreError> {
+        self.docs
+            .conn()
+            .query_row("SELECT pin_hash FROM staff WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(|e| StoreError::from(self.docs.err(e)))
+    }
+
+    /// The reviews (task, review time) a clerk has looked at.
+    pub fn reviews_seen(
+        &self,
+        clerk: &str,
+    ) -> Result<std::collections::HashSet<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare("SELECT task, review_at_ms FROM reviews_seen WHERE clerk = ?1")
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([clerk], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.docs.err(e))?;
+        Ok(rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?)
+    }
+
+    /// Records that a clerk has looked at a task's review.
+    pub fn mark_review_seen(&self, clerk: &str, task: &str, at_ms: i64) -> Result<(), StoreError> {
+        self.docs
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO reviews_seen (clerk, task, review_at_ms) VALUES (?1, ?2, ?3)",
+                params![clerk, task, at_ms],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
     }
 
     /// Runs SQLite's own consistency check; `["ok"]` when sound.

@@ -15,6 +15,7 @@ use fivestar_store::DocStore;
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod browser;
 pub mod corpus;
 pub mod raw;
 pub mod sim;
@@ -151,6 +152,8 @@ impl NodeDir {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(binary("fivestar-node"));
         command.arg("--data-dir").arg(self.dir.path()).args(args).env_remove("FIVESTAR_NODE_DIR");
+        // English messages unless a test asks otherwise (the locale decides by default).
+        command.env_remove("FIVESTAR_LANG").env_remove("FIVESTAR_CLERK").env("LC_ALL", "C.UTF-8");
         command
     }
 

@@ -329,6 +329,7 @@ fn create_node(
             metrics_listen: String::new(),
             ..SyncSettings::default()
         },
+        ui: fivestar_node::config::UiSettings { listen: String::new(), ..Default::default() },
     };
     Store::create(&node_dir.join("node.db"), &community.id, "d1", now_ms())
         .map_err(|e| fail(&e))?;

@@ -413,3 +413,45 @@ fn a_version_one_review_scores_as_before() {
     assert!(!read.changed_since_review());
     assert_eq!(crate::earned_hundredths(&read), 800);
 }
+
+#[test]
+fn values_set_apart_are_shown_side_by_side_and_the_clerks_choice_wins_everywhere() {
+    let standard = urban();
+    let mut a = CommunityDoc::new("fuhou", device(1));
+    a.apply_template(&standard).unwrap();
+    let mut b = a.clone();
+    b.automerge_mut().set_actor(device(2));
+    let id = "u-safety-grid";
+    let owner = |o: &str| TaskEdit { owner: Some(o.into()), ..TaskEdit::default() };
+    a.edit_task(&standard, id, &owner("李红"), &stamp("device d1")).unwrap();
+    b.edit_task(&standard, id, &owner("王强"), &stamp("device d2")).unwrap();
+    let mut merged = a.clone();
+    merged.automerge_mut().merge(b.automerge_mut()).unwrap();
+    let conflicts = merged.conflicts(id).unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0].field, "owner");
+    let shown = merged.task(id).unwrap().owner;
+    assert_eq!(conflicts[0].values[0], shown, "the value shown now comes first");
+    let mut values = conflicts[0].values.clone();
+    values.sort();
+    assert_eq!(values, vec!["李红".to_string(), "王强".to_string()]);
+    // Choosing a value that is not among them is refused and changes nothing.
+    let heads = merged.heads();
+    assert!(matches!(
+        merged.settle(&standard, id, "owner", "赵六", &stamp("李红")),
+        Err(EditError::NoConflict { .. })
+    ));
+    assert_eq!(merged.heads(), heads);
+    // Both choices settle it: the value shown now (written again) and the other one.
+    for choice in ["李红", "王强"] {
+        let mut settled = merged.clone();
+        settled.settle(&standard, id, "owner", choice, &stamp("李红")).unwrap();
+        assert_eq!(settled.conflicts(id).unwrap(), vec![]);
+        assert_eq!(settled.task(id).unwrap().owner, choice);
+        // The other replica, merging the choice, agrees.
+        let mut other = b.clone();
+        other.automerge_mut().merge(settled.automerge_mut()).unwrap();
+        assert_eq!(other.task(id).unwrap().owner, choice);
+        assert_eq!(other.conflicts(id).unwrap(), vec![]);
+    }
+}

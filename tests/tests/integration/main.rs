@@ -13,3 +13,4 @@ mod node_crash;
 mod operators;
 mod standings;
 mod sync;
+mod workbench;

@@ -180,7 +180,7 @@ const MISTAKES: &[(&[&str], i32, &str)] = &[
     (
         &["task", "add", "--star", "industry", "--title", "x", "--points", "5"],
         1,
-        "unknown star \"industry\": this community's stars are branch, cobuild, safety, harmony, business",
+        "unknown star \"industry\": this community's stars are branch (支部过硬星), cobuild (共建共享星)",
     ),
     (
         &["task", "add", "--star", "safety", "--title", "x", "--points", "0"],

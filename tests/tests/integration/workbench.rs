@@ -1,0 +1,336 @@
+//! The clerks' workbench, in a real browser (headless Chromium over WebDriver) and
+//! over plain HTTP, against the real `fivestar-node` with its real SQLite file and,
+//! where it syncs, a real hub over mutual TLS.
+
+use std::time::Duration;
+
+use fivestar_tests::browser::{Browser, Session, Workbench, request};
+use fivestar_tests::{Hub, NodeDir};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Waits until the page at `path`, reloaded, shows `text`.
+async fn until_shown(browser: &Browser, url: &str, text: &str, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if browser.open(url).await.contains(text) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[test]
+fn a_clerks_first_day_in_the_browser_ends_all_saved_at_the_district() {
+    let hub = Hub::started();
+    // A new node: set up and certified, nothing applied yet (the first run is the
+    // browser's to do).
+    let node = NodeDir::new();
+    node.ok(&["init", "--community", "fangou", "--device", "d1", "--hub", &hub.url()]);
+    hub.issue_into(&["--community", "fangou", "--device", "d1"], &node.path().join("certs"));
+    let bench = Workbench::run(&node);
+    runtime().block_on(async {
+        let b = Browser::start(1280, 800).await;
+        // First run: the welcome page asks who works here.
+        let page = b.open(&bench.url("/")).await;
+        assert!(page.contains("欢迎使用社区工作台"), "{page}");
+        b.screenshot("workbench-welcome-1280").await;
+        b.fill("name", "李红").await;
+        b.press("加入名单").await;
+        let page = b.text().await;
+        assert!(page.contains("已保存：李红 已加入工作人员名单"), "{page}");
+        assert!(page.contains("当前：李红"), "{page}");
+        b.press("创建标准任务").await;
+        let page = b.text().await;
+        assert!(page.contains("已保存：创建了 29 项标准任务"), "{page}");
+        // The overview: five stars with score, pass mark and what each lacks.
+        for text in ["产业兴旺星", "距及格线还差", "及格线", "上次成功同步"] {
+            assert!(page.contains(text), "the overview lacks {text:?}: {page}");
+        }
+        b.screenshot("workbench-overview-1280").await;
+
+        // Progress on a task.
+        let page = b.open(&bench.url("/tasks/a-industry-jobs")).await;
+        assert!(page.contains("带动群众就业增收"), "{page}");
+        b.fill("progress", "60").await;
+        b.press("保存修改").await;
+        let page = b.text().await;
+        assert!(page.contains("已保存"), "{page}");
+        assert_eq!(b.text_of(".facts .status").await, "进行中", "60 % starts a task");
+        assert_eq!(b.text_of(".facts .pct").await, "60%");
+        // An evidence note.
+        b.fill_css("form[action$='/note'] textarea", "已为 12 户村民介绍务工岗位").await;
+        b.press("添加佐证").await;
+        let page = b.text().await;
+        assert!(page.contains("已为 12 户村民介绍务工岗位"), "{page}");
+        assert!(page.contains("李红 · d1"), "the note and history name the clerk: {page}");
+        b.screenshot("workbench-task-1280").await;
+        // A done task.
+        b.open(&bench.url("/tasks/a-industry-assets")).await;
+        b.press("标记为已完成").await;
+        let page = b.text().await;
+        assert!(page.contains("已保存"), "{page}");
+        assert_eq!(b.text_of(".facts .status").await, "已完成");
+        assert_eq!(b.text_of(".facts .pct").await, "100%");
+        assert_eq!(b.text_of(".facts .verdict").await, "待审核");
+        // A failed veto task says which star it blocks.
+        let page = b.open(&bench.url("/tasks/a-safety-three-zeros")).await;
+        assert!(page.contains("一票否决任务"), "{page}");
+        b.click("details.fail summary").await;
+        let page = b.text().await;
+        assert!(page.contains("平安法治星在它恢复之前无法评上"), "{page}");
+        b.fill_css("form[action$='/fail'] textarea", "本月发生一起越级上访").await;
+        b.press("确认未达成").await;
+        let page = b.text().await;
+        assert!(page.contains("本月发生一起越级上访"), "{page}");
+        assert_eq!(b.text_of(".facts .status").await, "未达成");
+        let overview = b.open(&bench.url("/")).await;
+        assert!(overview.contains("一票否决任务“实现“三零”"), "{overview}");
+
+        // An own task; first refused with the server's Chinese messages beside the
+        // fields (the browser's own checks turned off), then saved.
+        b.open(&bench.url("/tasks/new")).await;
+        b.without_browser_checks().await;
+        b.press("保存任务").await;
+        let page = b.text().await;
+        assert!(page.contains("请选择所属星"), "{page}");
+        b.client
+            .find(fantoccini::Locator::Css("select[name='star']"))
+            .await
+            .unwrap()
+            .select_by_value("ecology")
+            .await
+            .unwrap();
+        b.fill("points", "0").await;
+        b.fill("owner", "王强").await;
+        b.without_browser_checks().await;
+        b.press("保存任务").await;
+        let page = b.text().await;
+        assert!(page.contains("分值须为 1 到 100 的整数"), "{page}");
+        b.screenshot("workbench-refused-1280").await;
+        // What was typed stays in the form.
+        let owner = b.client.find(fantoccini::Locator::Css("[name='owner']")).await.unwrap();
+        assert_eq!(owner.prop("value").await.unwrap().as_deref(), Some("王强"));
+        b.fill("points", "5").await;
+        b.without_browser_checks().await;
+        b.press("保存任务").await;
+        let page = b.text().await;
+        assert!(page.contains("名称不能为空"), "{page}");
+        b.fill("title", "清理村口垃圾点").await;
+        b.press("保存任务").await;
+        let page = b.text().await;
+        assert!(page.contains("已保存") && page.contains("清理村口垃圾点"), "{page}");
+        assert!(page.contains("本社区自定任务"), "{page}");
+
+        // The task list: filters and search.
+        let list = b.open(&bench.url("/tasks?show=overdue")).await;
+        assert!(list.contains("共 0 项"), "{list}");
+        let list = b.open(&bench.url("/tasks?q=%E6%9D%91%E5%8F%A3")).await;
+        assert!(list.contains("共 1 项") && list.contains("清理村口垃圾点"), "{list}");
+        let list = b.open(&bench.url("/tasks?show=awaiting")).await;
+        assert!(list.contains("盘活集体资产") && !list.contains("带动群众就业增收"), "{list}");
+        b.screenshot("workbench-tasks-filtered-1280").await;
+
+        // The daemon syncs every saved edit: the banner turns to all saved.
+        assert!(
+            until_shown(&b, &bench.url("/"), "全部已保存到区里", Duration::from_secs(30)).await,
+            "the overview says all saved at the district after the sync"
+        );
+        b.screenshot("workbench-all-saved-1280").await;
+        // Tablet and print widths: nothing cut off.
+        b.resize(768, 1024).await;
+        for path in ["/", "/tasks", "/tasks/a-industry-jobs", "/tasks/new"] {
+            b.open(&bench.url(path)).await;
+            assert!(!b.overflows().await, "{path} fits a 768 px tablet");
+        }
+        b.open(&bench.url("/tasks")).await;
+        b.screenshot("workbench-tasks-768").await;
+        b.open(&bench.url("/tasks/a-industry-jobs")).await;
+        b.screenshot("workbench-task-768").await;
+        let sheet = b.open(&bench.url("/print?star=industry")).await;
+        assert!(sheet.contains("樊沟社区 · 产业兴旺星"), "{sheet}");
+        b.stop().await;
+    });
+    // The hub has what the clerk was told is saved, attributed to her.
+    assert!(hub.notes("fangou", "a-industry-jobs").contains("已为 12 户村民介绍务工岗位"));
+    let tasks = hub.tasks("fangou");
+    assert!(tasks.iter().any(|t| t.title == "清理村口垃圾点" && t.owner == "王强"));
+    let history = node.json(&["history", "a-industry-jobs"]);
+    assert!(history.as_array().unwrap().iter().any(|c| c["by"] == "李红 · d1"), "{history}");
+}
+
+#[test]
+fn values_set_apart_are_shown_and_the_clerks_choice_wins_on_every_replica() {
+    let hub = Hub::started();
+    let d1 = NodeDir::for_hub(&hub, "fangou", "d1");
+    let d2 = NodeDir::for_hub(&hub, "fangou", "d2");
+    d1.ok(&["sync"]);
+    d2.ok(&["sync"]);
+    // Apart: each device gives the task to someone else.
+    d1.ok(&["task", "assign", "a-industry-jobs", "张伟"]);
+    d2.ok(&["task", "assign", "a-industry-jobs", "刘洋"]);
+    d1.ok(&["sync"]);
+    d2.ok(&["sync"]);
+    d1.ok(&["sync"]);
+    let conflicts = &d1.task("a-industry-jobs");
+    let shown = conflicts["owner"].as_str().unwrap().to_string();
+    let other = if shown == "张伟" { "刘洋" } else { "张伟" };
+    d1.ok(&["staff", "add", "李红"]);
+    let bench = Workbench::ui(&d1);
+    runtime().block_on(async {
+        let b = Browser::start(1280, 800).await;
+        b.open(&bench.url("/signin")).await;
+        b.press("开始工作").await;
+        let page = b.open(&bench.url("/tasks/a-industry-jobs")).await;
+        assert!(page.contains("两台设备分开时改成了不同的值"), "{page}");
+        assert!(page.contains("选定 “张伟”") && page.contains("选定 “刘洋”"), "{page}");
+        b.screenshot("workbench-conflict-1280").await;
+        // The clerk chooses the value that is not shown now.
+        b.press(&format!("选定 “{other}”")).await;
+        let page = b.text().await;
+        assert!(page.contains("已保存"), "{page}");
+        assert!(!page.contains("两台设备分开时改成了不同的值"), "{page}");
+        b.stop().await;
+    });
+    drop(bench);
+    d1.ok(&["sync"]);
+    d2.ok(&["sync"]);
+    for node in [&d1, &d2] {
+        let task = node.json(&["task", "show", "a-industry-jobs"]);
+        assert_eq!(task["owner"], other, "{task}");
+        assert_eq!(task["conflicts"], serde_json::json!([]), "{task}");
+    }
+    let on_hub = hub.tasks("fangou");
+    assert_eq!(on_hub.iter().find(|t| t.id == "a-industry-jobs").unwrap().owner, other);
+}
+
+#[test]
+fn the_page_says_saved_only_once_the_edit_is_on_disk() {
+    let node = NodeDir::with_template("fangou");
+    node.ok(&["staff", "add", "李红"]);
+    let mut bench = Workbench::ui(&node);
+    let s = Session::open(&bench.address);
+    let signed = s.post("/signin", &[("csrf", &s.csrf), ("name", "李红")]);
+    assert_eq!(signed.status, 303, "{signed:?}");
+    let csrf = s.token("/tasks/a-industry-jobs");
+    let answer =
+        s.post("/tasks/a-industry-jobs/note", &[("csrf", &csrf), ("text", "断电前保存的佐证")]);
+    assert_eq!(answer.status, 303, "{answer:?}");
+    // The very next thing after the answer: the node dies without a word.
+    bench.kill();
+    assert!(node.notes("a-industry-jobs").contains("断电前保存的佐证"));
+}
+
+#[test]
+fn foreign_hosts_forged_forms_and_strangers_change_nothing() {
+    let node = NodeDir::with_template("fangou");
+    node.ok(&["staff", "add", "李红", "--pin", "2468"]);
+    let bench = Workbench::ui(&node);
+    let heads = node.heads();
+    // DNS rebinding: a page of another site that resolves to 127.0.0.1.
+    let rebound = request(&bench.address, "GET", "/", &[("Host", "evil.example:8690")], "");
+    assert_eq!(rebound.status, 421, "{rebound:?}");
+    assert!(rebound.body.contains("请求被拒绝"), "{}", rebound.body);
+    // A form from elsewhere: no session cookie, or a wrong token.
+    let forged = request(
+        &bench.address,
+        "POST",
+        "/tasks/a-industry-jobs/note",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "csrf=x&text=forged",
+    );
+    assert_eq!(forged.status, 403, "{forged:?}");
+    assert!(forged.body.contains("没有保存任何内容"), "{}", forged.body);
+    let s = Session::open(&bench.address);
+    let wrong =
+        s.post("/tasks/a-industry-jobs/note", &[("csrf", "not-the-token"), ("text", "forged")]);
+    assert_eq!(wrong.status, 403);
+    // A right token but nobody signed in: sent to sign in, nothing saved.
+    let anonymous =
+        s.post("/tasks/a-industry-jobs/note", &[("csrf", &s.csrf), ("text", "anonymous")]);
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(anonymous.header("location"), Some("/signin"));
+    // Nor may a stranger add themselves to the staff once there is one.
+    let joined = s.post("/staff", &[("csrf", &s.csrf), ("name", "陌生人")]);
+    assert_eq!(joined.status, 422, "{joined:?}");
+    // The right PIN signs in (another browser).
+    let s2 = Session::open(&bench.address);
+    let ok = s2.post("/signin", &[("csrf", &s2.csrf), ("name", "李红"), ("pin", "2468")]);
+    assert_eq!(ok.status, 303, "{ok:?}");
+    // A wrong PIN is refused in Chinese, and five in a row pause the name.
+    let wrong_pin = s.post("/signin", &[("csrf", &s.csrf), ("name", "李红"), ("pin", "1111")]);
+    assert_eq!(wrong_pin.status, 422);
+    assert!(wrong_pin.body.contains("PIN 不对"), "{}", wrong_pin.body);
+    for _ in 0..5 {
+        s.post("/signin", &[("csrf", &s.csrf), ("name", "李红"), ("pin", "1111")]);
+    }
+    let paused = s.post("/signin", &[("csrf", &s.csrf), ("name", "李红"), ("pin", "2468")]);
+    assert!(paused.body.contains("PIN 错误次数太多"), "{}", paused.body);
+    assert_eq!(node.heads(), heads, "nothing was written");
+    assert_eq!(node.ok(&["staff", "list"]).trim(), "李红 (PIN)");
+    // The pages' own safety headers.
+    let page = s.get("/signin");
+    assert!(
+        page.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'"))
+    );
+    assert!(page.header("x-frame-options") == Some("DENY"));
+    let cookie = request(&bench.address, "GET", "/welcome", &[], "");
+    let set = cookie.header("set-cookie").unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+}
+
+#[test]
+fn the_command_line_speaks_chinese_on_a_chinese_locale() {
+    let node = NodeDir::new();
+    let zh = |args: &[&str]| node.command(args).env("LC_ALL", "zh_CN.UTF-8").output().unwrap();
+    let out = zh(&["init", "--community", "fangou"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("已设置 樊沟社区"), "{out:?}");
+    let out = zh(&["template", "apply"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("创建了 29 项标准任务"), "{out:?}");
+    // Stars, statuses and dates as a clerk writes them.
+    let out = zh(&[
+        "task",
+        "add",
+        "--star",
+        "产业兴旺星",
+        "--title",
+        "发展紫麦种植",
+        "--points",
+        "5",
+        "--due",
+        "2026年12月31日",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && said.contains("已保存：新任务"), "{out:?}");
+    let id = said.split_whitespace().find(|w| w.starts_with("t-")).unwrap().trim_end_matches('：');
+    let out = zh(&["task", "edit", id, "--status", "进行中"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("进行中"), "{out:?}");
+    let task = node.task(id);
+    assert_eq!(task["star"], "industry");
+    assert_eq!(task["due"], "2026-12-31");
+    assert_eq!(task["status"], "doing");
+    // Mistakes come back in Chinese with a hint.
+    let out = zh(&["task", "progress", "a-industry-jobs", "50", "--clerk", "无名氏"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("错误：“无名氏”不在本社区的工作人员名单中") && err.contains("提示："),
+        "{err}"
+    );
+    let out = zh(&["task", "edit", id, "--due", "明年"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("不是日期"), "{out:?}");
+    // A named clerk is recorded with the change.
+    zh(&["staff", "add", "李红"]);
+    let out = zh(&["task", "note", "a-industry-jobs", "台账已更新", "--clerk", "李红"]);
+    assert!(out.status.success(), "{out:?}");
+    let history = node.json(&["history", "a-industry-jobs"]);
+    assert!(history.as_array().unwrap().iter().any(|c| c["by"] == "李红 · d1"), "{history}");
+    // --lang en wins over the locale.
+    let out =
+        node.command(&["score", "--lang", "en"]).env("LC_ALL", "zh_CN.UTF-8").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("star(s), total"), "{out:?}");
+}
