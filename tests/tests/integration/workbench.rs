@@ -142,6 +142,27 @@ fn a_clerks_first_day_in_the_browser_ends_all_saved_at_the_district() {
             "the overview says all saved at the district after the sync"
         );
         b.screenshot("workbench-all-saved-1280").await;
+        // The district reviews; the daemon brings the verdicts down, and the overview
+        // shows them as new until the clerk has opened the task.
+        hub.ok(&["review", "fangou", "a-industry-assets", "accept", "--reviewer", "王敏"]);
+        hub.ok(&[
+            "review", "fangou", "a-industry-jobs", "reject", "--reviewer", "王敏", "--comment",
+            "请补充务工人员名单",
+        ]);
+        assert!(
+            until_shown(&b, &bench.url("/"), "请补充务工人员名单", Duration::from_secs(30)).await,
+            "the new reviews reach the overview"
+        );
+        let overview = b.text().await;
+        assert!(overview.contains("区里新的审核结果"), "{overview}");
+        b.screenshot("workbench-new-reviews-1280").await;
+        let page = b.open(&bench.url("/tasks/a-industry-jobs")).await;
+        assert!(page.contains("已退回") && page.contains("王敏"), "{page}");
+        let overview = b.open(&bench.url("/")).await;
+        assert!(!overview.contains("请补充务工人员名单"), "seen once opened: {overview}");
+        assert!(overview.contains("盘活集体资产"), "the other review is still new: {overview}");
+        let rejected = b.open(&bench.url("/tasks?show=rejected")).await;
+        assert!(rejected.contains("共 1 项") && rejected.contains("带动群众就业增收"), "{rejected}");
         // Tablet and print widths: nothing cut off.
         b.resize(768, 1024).await;
         for path in ["/", "/tasks", "/tasks/a-industry-jobs", "/tasks/new"] {
