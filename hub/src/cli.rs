@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
-use fivestar_core::{Kind, Review, Stamp, Verdict, Writer};
+use fivestar_core::{Kind, Verdict, Writer};
 
 use crate::config::HubConfig;
 use crate::pki::Pki;
@@ -59,6 +59,9 @@ pub enum Command {
     Serve,
     /// Record the district's verdict on a community's task.
     Review(ReviewArgs),
+    /// The district's accounts for the review desk and dashboard (web pages).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Certificates: the district CA, device and reviewer certificates, revocation.
     Pki(PkiArgs),
     /// The district's standings: ranks, stars, scores and freshness of every community.
@@ -109,6 +112,45 @@ pub enum Command {
         /// A past snapshot instead of now (see `standings --at`).
         #[arg(long, value_parser = parse_time, value_name = "TIME")]
         at: Option<i64>,
+    },
+}
+
+/// `user` subcommands. Passwords are read from standard input (asked for, without
+/// echo, on a terminal), never from the command line.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account.
+    Add {
+        /// The sign-in name: a-z, 0-9 and '-', e.g. wangmin.
+        name: String,
+        /// The name shown to reviewers and communities, e.g. 王敏.
+        #[arg(long)]
+        display: String,
+        /// office (every star), star:<key> (one star's task force, e.g. star:industry)
+        /// or operator (dashboard and status; does not review).
+        #[arg(long)]
+        role: String,
+    },
+    /// List the accounts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: it can no longer sign in or review (its reviews stay).
+    Disable {
+        /// The sign-in name.
+        name: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The sign-in name.
+        name: String,
+    },
+    /// Set a new password.
+    Passwd {
+        /// The sign-in name.
+        name: String,
     },
 }
 
@@ -420,6 +462,7 @@ fn run_other(command: &Command, data_dir: &Path, config: &HubConfig) -> Result<(
     match command {
         Command::Serve | Command::Pki(_) => Err(CliError::new("not an offline command")),
         Command::Review(args) => review(args, data_dir, config),
+        Command::User(command) => user(command, data_dir, config),
         Command::Standings(args) => {
             let mut store = open_store(data_dir, config)?;
             let view = standings_view(&mut store, config, args.at, args.since)?;
@@ -722,7 +765,8 @@ fn community(data_dir: &Path, config: &HubConfig, id: &str, json: bool) -> Resul
 
 fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), CliError> {
     let reviewer = args.reviewer.clone().filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-        CliError::new("who is reviewing? --reviewer NAME is required").hint("e.g. --reviewer 王敏")
+        CliError::new("who is reviewing? --reviewer NAME is required")
+            .hint("the reviewer's account name (`fivestar-hub user list`), e.g. --reviewer wangmin")
     })?;
     let mut store = open_store(data_dir, config)?;
     let now = Utc::now().timestamp_millis();
@@ -731,34 +775,51 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
         VerdictArg::Reject => Verdict::Rejected,
         VerdictArg::Reopen => Verdict::Reopened,
     };
-    let review = Review {
+    // Who ran the command is recorded beside the reviewer it names: the shell on the
+    // hub's machine is trusted, the account decides what may be reviewed.
+    let os_user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let via = if os_user.is_empty() {
+        "command line".to_string()
+    } else {
+        format!("command line as {os_user}")
+    };
+    let has_accounts = store.has_accounts().map_err(CliError::new)?;
+    let desk_reviewer = match store.account(&reviewer).map_err(CliError::new)? {
+        Some(account) => crate::desk::Reviewer::account(&account, &via),
+        None if has_accounts => {
+            return Err(CliError::new(format!("{reviewer:?} is not an account of this hub")).hint(
+                "name a reviewer's account (`fivestar-hub user list`); nothing was recorded",
+            ));
+        }
+        None => crate::desk::Reviewer { name: reviewer.clone(), display: reviewer.clone(), via },
+    };
+    let decision = crate::desk::Decision {
         verdict,
         comment: args.comment.clone(),
-        reviewer: reviewer.clone(),
-        at_ms: now,
-        overridden: args.override_not_done,
-        seen: None,
+        override_not_done: args.override_not_done,
     };
-    let stamp = Stamp { by: format!("reviewer {reviewer}"), at_ms: now };
-    // The role comes from hub.toml, not from here (HubStore::authoritative).
-    let writer = Writer::Reviewer { name: reviewer.clone(), role: fivestar_core::Role::Office };
-    store.review(&args.community, &args.task, &review, &stamp, &writer).map_err(|err| {
-        let hint = match &err {
-            crate::store::ReviewError::Edit(fivestar_core::EditError::UnknownTask { .. }) => {
-                "the task must have reached the hub: check the id, or wait for the community's next sync"
-            }
-            crate::store::ReviewError::UnknownCommunity(_) => "check the community id in the registry",
-            crate::store::ReviewError::Edit(fivestar_core::EditError::NotDone { .. }) => {
-                "add --override to accept it anyway (the review will say so), or wait until it is done"
-            }
-            crate::store::ReviewError::Edit(fivestar_core::EditError::CommentRequired { .. }) => {
-                "add --comment \"...\" saying why"
-            }
-            crate::store::ReviewError::Denied(_) => "nothing was recorded; see [reviewers] in hub.toml",
-            _ => "nothing was recorded",
-        };
-        CliError::new(err).hint(hint)
-    })?;
+    crate::desk::review(&mut store, &desk_reviewer, &args.community, &args.task, &decision, now)
+        .map_err(|err| {
+            let hint = match &err {
+                crate::store::ReviewError::Edit(fivestar_core::EditError::UnknownTask { .. }) => {
+                    "the task must have reached the hub: check the id, or wait for the community's next sync"
+                }
+                crate::store::ReviewError::UnknownCommunity(_) => {
+                    "check the community id in the registry"
+                }
+                crate::store::ReviewError::Edit(fivestar_core::EditError::NotDone { .. }) => {
+                    "add --override to accept it anyway (the review will say so), or wait until it is done"
+                }
+                crate::store::ReviewError::Edit(
+                    fivestar_core::EditError::CommentRequired { .. },
+                ) => "add --comment \"...\" saying why",
+                crate::store::ReviewError::Denied(_) => {
+                    "nothing was recorded; see the account's role (`fivestar-hub user list`) or [reviewers] in hub.toml"
+                }
+                _ => "nothing was recorded",
+            };
+            CliError::new(err).hint(hint)
+        })?;
     let name =
         store.registry().community(&args.community).map(|c| c.name.clone()).unwrap_or_default();
     let word = match verdict {
@@ -772,11 +833,147 @@ fn review(args: &ReviewArgs, data_dir: &Path, config: &HubConfig) -> Result<(), 
     } else {
         ""
     };
+    let delivery = if hub_is_running(config) {
+        "The hub is running: connected devices get it within a second, the others at their next sync."
+    } else {
+        "The hub is not running here: devices get it once `fivestar-hub serve` runs and they sync."
+    };
     out!(
-        "Recorded: {} of {name} ({}) {word}.{note} It is in the hub's database now; devices get it at their next sync with a running hub (connected ones within a second).",
+        "Recorded: {} of {name} ({}) {word} by {}.{note} {delivery}",
         args.task,
-        args.community
+        args.community,
+        desk_reviewer.display
     );
+    if !has_accounts {
+        eprintln!(
+            "note: this hub has no accounts yet, so --reviewer is taken at its word; \
+             `fivestar-hub user add` creates reviewers' accounts"
+        );
+    }
+    Ok(())
+}
+
+/// Whether a hub answers on this configuration's gRPC address (on this machine).
+fn hub_is_running(config: &HubConfig) -> bool {
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)).is_ok()
+}
+
+/// Reads a password: asked for without echo on a terminal (twice), else the first
+/// line of standard input.
+fn read_password(what: &str) -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("{what}: "))
+            .map_err(|e| CliError::new(format!("cannot read the password: {e}")))?;
+        let again = rpassword::prompt_password("Again: ")
+            .map_err(|e| CliError::new(format!("cannot read the password: {e}")))?;
+        if first != again {
+            return Err(CliError::new("the two passwords differ; nothing was changed"));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::new(format!("cannot read the password: {e}")))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.chars().count() < 10 {
+        return Err(CliError::new("a password needs at least 10 characters; nothing was changed"));
+    }
+    Ok(password)
+}
+
+fn user(command: &UserCommand, data_dir: &Path, config: &HubConfig) -> Result<(), CliError> {
+    use crate::store::accounts::{Account, AccountRole, hash_password};
+    let store = open_store(data_dir, config)?;
+    let now = Utc::now().timestamp_millis();
+    let missing = |name: &str| {
+        CliError::new(format!("no account {name:?}")).hint("`fivestar-hub user list` shows them")
+    };
+    match command {
+        UserCommand::Add { name, display, role } => {
+            if !fivestar_core::standard::is_key(name) {
+                return Err(CliError::new(format!(
+                    "account name {name:?} must be 1 to 40 characters of a-z, 0-9 and '-'"
+                ))
+                .hint("e.g. wangmin; the Chinese name goes in --display"));
+            }
+            let display = display.trim();
+            if display.is_empty() || display.chars().count() > 40 {
+                return Err(CliError::new("--display must be 1 to 40 characters, e.g. 王敏"));
+            }
+            let role = AccountRole::parse(role).map_err(CliError::new)?;
+            if let Some(star) = role.star()
+                && fivestar_core::Kind::ALL
+                    .iter()
+                    .all(|k| store.standard().kind(*k).star(star).is_none())
+            {
+                let mut keys: Vec<&str> = fivestar_core::Kind::ALL
+                    .iter()
+                    .flat_map(|k| store.standard().kind(*k).star_keys())
+                    .collect();
+                keys.sort();
+                keys.dedup();
+                return Err(CliError::new(format!(
+                    "{star:?} is not a star of the standard: use one of {}",
+                    keys.join(", ")
+                )));
+            }
+            let password = read_password("Password")?;
+            let account = Account {
+                name: name.clone(),
+                display: display.to_string(),
+                role,
+                disabled: false,
+                password_hash: hash_password(&password).map_err(CliError::new)?,
+            };
+            if !store.add_account(&account, now).map_err(CliError::new)? {
+                return Err(CliError::new(format!("account {name:?} exists already"))
+                    .hint("`fivestar-hub user passwd NAME` sets a new password"));
+            }
+            out!("Saved: account {name} ({}), {}.", account.display, account.role.as_text());
+        }
+        UserCommand::List { json } => {
+            let accounts = store.accounts().map_err(CliError::new)?;
+            if *json {
+                out!("{}", serde_json::to_string_pretty(&accounts).unwrap_or_default());
+                return Ok(());
+            }
+            let mut table = report::grid(&["Account", "Name", "Role", "State"]);
+            for a in &accounts {
+                table.add_row(vec![
+                    a.name.clone(),
+                    a.display.clone(),
+                    a.role.as_text(),
+                    if a.disabled { "disabled".into() } else { "active".into() },
+                ]);
+            }
+            out!("{table}");
+            out!("{} account(s).", accounts.len());
+        }
+        UserCommand::Disable { name } | UserCommand::Enable { name } => {
+            let disable = matches!(command, UserCommand::Disable { .. });
+            if !store.set_disabled(name, disable, now).map_err(CliError::new)? {
+                return Err(missing(name));
+            }
+            out!("Saved: account {name} is {}.", if disable { "disabled" } else { "active" });
+        }
+        UserCommand::Passwd { name } => {
+            if store.account(name).map_err(CliError::new)?.is_none() {
+                return Err(missing(name));
+            }
+            let password = read_password("New password")?;
+            let hash = hash_password(&password).map_err(CliError::new)?;
+            store.set_password(name, &hash, now).map_err(CliError::new)?;
+            out!("Saved: account {name} has a new password.");
+        }
+    }
     Ok(())
 }
 

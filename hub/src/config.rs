@@ -13,9 +13,13 @@ use serde::{Deserialize, Serialize};
 pub struct HubConfig {
     /// Address the gRPC sync service listens on.
     pub listen: SocketAddr,
-    /// Address of the read-only dashboard, `/metrics` and the JSON API. Keep it on
-    /// localhost unless operators reach it through a trusted network.
+    /// Address of the web side: the dashboard, the review desk, `/metrics` and the
+    /// JSON API. Beyond localhost it is served over HTTPS (see `dashboard_tls`).
     pub dashboard_listen: SocketAddr,
+    /// HTTPS for the web side with the hub's own certificate: `auto` (when
+    /// `dashboard_listen` is not a loopback address), `on` or `off`. Reviewers'
+    /// browsers trust it once the district CA (`pki/ca.pem`) is installed.
+    pub dashboard_tls: String,
     /// Names the hub's certificate is valid for (`pki init`): DNS names and IP
     /// addresses nodes use to reach the hub.
     pub hub_names: Vec<String>,
@@ -97,6 +101,7 @@ impl Default for HubConfig {
         HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 7080)),
+            dashboard_tls: "auto".into(),
             hub_names: vec!["localhost".into(), "127.0.0.1".into()],
             registry: PathBuf::new(),
             standard: PathBuf::new(),
@@ -191,6 +196,16 @@ impl HubConfig {
         chrono::TimeDelta::seconds(
             i64::try_from(self.stale_after_seconds).unwrap_or(i64::MAX / 1000),
         )
+    }
+
+    /// Whether the web side speaks HTTPS (`dashboard_tls`).
+    pub fn dashboard_https(&self) -> Result<bool, String> {
+        match self.dashboard_tls.as_str() {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            "auto" | "" => Ok(!self.dashboard_listen.ip().is_loopback()),
+            other => Err(format!("dashboard_tls {other:?}: use auto, on or off")),
+        }
     }
 
     /// The reviewers' roles, checked against the standard's stars.

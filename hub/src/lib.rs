@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod desk;
 pub mod guard;
 pub mod observe;
 pub mod pki;

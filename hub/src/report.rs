@@ -334,8 +334,14 @@ pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The standings as an HTML table (rows in the view's order).
-pub(crate) fn standings_table_html(view: &StandingsView, standard: &Standard) -> String {
+/// The standings as an HTML table (rows in the view's order). Each star score is
+/// named after its star (urban and agricultural communities have different stars);
+/// with `link`, community names lead to their page on the hub.
+pub(crate) fn standings_table_html(
+    view: &StandingsView,
+    standard: &Standard,
+    link: bool,
+) -> String {
     let mut rows = String::new();
     for row in &view.rows {
         let s = &row.standing;
@@ -344,19 +350,34 @@ pub(crate) fn standings_table_html(view: &StandingsView, standard: &Standard) ->
             Freshness::Stale => " class=\"stale\"",
             Freshness::NoData => " class=\"nodata\"",
         };
-        let cells: Vec<String> = (0..5)
-            .map(|i| format!("<td class=\"num\">{}</td>", escape(&star_cell(s, i))))
+        let kind = standard.kind(s.kind);
+        let cells: Vec<String> = s
+            .star_scores
+            .iter()
+            .map(|c| {
+                let name =
+                    kind.star(&c.key).map(|st| st.zh.clone()).unwrap_or_else(|| c.key.clone());
+                format!(
+                    "<span class=\"cell\">{} {}{}</span>",
+                    escape(&name),
+                    format_points(c.score),
+                    if c.earned { "★" } else { "" }
+                )
+            })
             .collect();
+        let name = if link {
+            format!("<a href=\"/community/{}\">{}</a>", escape(&s.community), escape(&s.name))
+        } else {
+            escape(&s.name)
+        };
         let _ = writeln!(
             rows,
-            "<tr{class}><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"stars\">{}</td>{}<td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{class}><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{name}</td><td>{}</td><td>{}</td><td class=\"stars\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"starcells\">{}</td></tr>",
             rank(s.district_rank),
             rank(s.subdistrict_rank),
-            escape(&s.name),
             escape(&s.subdistrict_name),
             s.kind.zh(),
             stars(s.stars),
-            cells.join(""),
             format_points(s.total),
             change(row.rank_change),
             s.last_sync_ms.map(local_time).unwrap_or_else(|| "从未同步".into()),
@@ -364,24 +385,16 @@ pub(crate) fn standings_table_html(view: &StandingsView, standard: &Standard) ->
                 Freshness::Current => "",
                 Freshness::Stale => "数据过期",
                 Freshness::NoData => "无数据",
-            }
+            },
+            cells.join(""),
         );
     }
-    let legend: Vec<String> = Kind::ALL
-        .iter()
-        .map(|k| {
-            let names: Vec<String> = standard.kind(*k).stars.iter().map(|s| s.zh.clone()).collect();
-            format!("{}：{}", k.zh(), names.join("、"))
-        })
-        .collect();
     format!(
         r#"<div class="scroll"><table id="standings">
-<thead><tr><th>区排名</th><th>街道排名</th><th>社区</th><th>街道</th><th>类型</th><th>星级</th><th>星1</th><th>星2</th><th>星3</th><th>星4</th><th>星5</th><th>总分</th><th>变化</th><th>最近同步</th><th>状态</th></tr></thead>
+<thead><tr><th>区排名</th><th>街道排名</th><th>社区</th><th>街道</th><th>类型</th><th>星级</th><th>总分</th><th>变化</th><th>最近同步</th><th>状态</th><th>五星得分（按社区类型的五星）</th></tr></thead>
 <tbody>
 {rows}</tbody>
-</table></div>
-<p class="meta">星1–星5 {}</p>"#,
-        escape(&legend.join("；"))
+</table></div>"#
     )
 }
 
@@ -393,6 +406,7 @@ h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 1.5rem; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; white-space: nowrap; }
 th { background: #f3e6e6; } td.num { text-align: right; } td.stars { color: #c00; }
+td.starcells .cell { display: inline-block; margin-right: .6rem; }
 tr.stale td { background: #fff6e0; } tr.nodata td { color: #888; } tr.failing td { background: #fde0e0; }
 svg { max-width: 100%; height: auto; } svg text { font-size: 11px; }
 @media (max-width: 600px) { body { margin: 0.5rem; } table { font-size: 0.8rem; } }"#;
@@ -430,7 +444,7 @@ pub fn html(view: &StandingsView, standard: &Standard) -> String {
         version = escape(&view.standard_version),
         warning = sample_warning(view),
         chart = tier_chart(&view.tiers),
-        table = standings_table_html(view, standard),
+        table = standings_table_html(view, standard, false),
     )
 }
 
@@ -458,8 +472,8 @@ pub(crate) fn tier_chart(summary: &TierSummary) -> String {
     let (left, width, bar, gap) = (110.0, 420.0, 16.0, 6.0);
     let height = 30.0 + summary.subdistricts.len() as f64 * (bar + gap);
     let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" role="img" aria-label="各街道星级分布">"#,
-        left + width + 40.0
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {height}" width="{w}" height="{height}" preserveAspectRatio="xMinYMin meet" role="img" aria-label="各街道星级分布">"#,
+        w = left + width + 40.0
     );
     for (i, label) in LABELS.iter().enumerate() {
         let x = left + i as f64 * 60.0;
@@ -594,4 +608,84 @@ pub fn community_text(
     let _ = writeln!(out, "{task_table}");
     let _ = writeln!(out, "{} task(s).", tasks.len());
     out
+}
+
+/// The standings as an Excel workbook (.xlsx) with Chinese headers, for the
+/// district's own reports: one row per community in rank order, each star named.
+pub fn xlsx(
+    view: &StandingsView,
+    standard: &Standard,
+) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet();
+    sheet.set_name("排名")?;
+    let bold = Format::new().set_bold();
+    let mut header: Vec<String> =
+        ["区排名", "街道排名", "社区编号", "社区", "街道", "类型", "星级", "总分"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+    for i in 1..=5 {
+        header.push(format!("第{i}星"));
+        header.push(format!("第{i}星得分"));
+    }
+    header.extend(["排名变化", "数据状态", "最近同步"].iter().map(|h| h.to_string()));
+    for (col, title) in header.iter().enumerate() {
+        sheet.write_string_with_format(0, col as u16, title, &bold)?;
+    }
+    for (i, row) in view.rows.iter().enumerate() {
+        let r = (i + 1) as u32;
+        let s = &row.standing;
+        let mut col: u16 = 0;
+        let mut next = || {
+            col += 1;
+            col - 1
+        };
+        match s.district_rank {
+            Some(rank) => sheet.write_number(r, next(), f64::from(rank))?,
+            None => sheet.write_string(r, next(), "—")?,
+        };
+        match s.subdistrict_rank {
+            Some(rank) => sheet.write_number(r, next(), f64::from(rank))?,
+            None => sheet.write_string(r, next(), "—")?,
+        };
+        sheet.write_string(r, next(), &s.community)?;
+        sheet.write_string(r, next(), &s.name)?;
+        sheet.write_string(r, next(), &s.subdistrict_name)?;
+        sheet.write_string(r, next(), s.kind.zh())?;
+        sheet.write_number(r, next(), f64::from(s.stars))?;
+        sheet.write_number(r, next(), f64::from(s.total) / 100.0)?;
+        let kind = standard.kind(s.kind);
+        for i in 0..5 {
+            match s.star_scores.get(i) {
+                Some(cell) => {
+                    let name = kind.star(&cell.key).map(|st| st.zh.as_str()).unwrap_or(&cell.key);
+                    sheet.write_string(r, next(), name)?;
+                    sheet.write_number(r, next(), f64::from(cell.score) / 100.0)?;
+                }
+                None => {
+                    next();
+                    next();
+                }
+            }
+        }
+        match row.rank_change {
+            Some(change) => sheet.write_number(r, next(), change as f64)?,
+            None => sheet.write_string(r, next(), "")?,
+        };
+        sheet.write_string(
+            r,
+            next(),
+            match s.freshness {
+                Freshness::Current => "最新",
+                Freshness::Stale => "数据过期",
+                Freshness::NoData => "无数据",
+            },
+        )?;
+        sheet.write_string(r, next(), s.last_sync_ms.map(local_time).unwrap_or_default())?;
+    }
+    sheet.set_freeze_panes(1, 0)?;
+    sheet.autofit();
+    workbook.save_to_buffer()
 }

@@ -146,6 +146,8 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     std::fs::create_dir_all(data_dir)
         .map_err(|source| ServeError::Read { path: data_dir.to_path_buf(), source })?;
     let pki = Pki::new(&HubConfig::resolve(data_dir, &config.pki_dir));
+    let https = config.dashboard_https().map_err(ServeError::Tls)?;
+    let web_tls = if https { Some(web_tls_config(&pki)?) } else { None };
     let (revoked_tx, revoked_rx) = mpsc::unbounded_channel();
     let tls = TlsReloader::new(pki, revoked_tx)?;
     let (standard, registry) = standard_and_registry(&config, data_dir)?;
@@ -268,12 +270,13 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
     let stale_after = config.stale_after();
     tokio::spawn(async move {
         if let Err(err) =
-            crate::web::serve(web_listener, web_store, metrics, stale_after, web_stop).await
+            crate::web::serve(web_listener, web_tls, web_store, metrics, stale_after, web_stop)
+                .await
         {
             tracing::error!(error = %err, "the dashboard stopped");
         }
     });
-    tracing::info!(%addr, dashboard = %crate::web::describe(dashboard_addr), data_dir = %data_dir.display(), "hub listening");
+    tracing::info!(%addr, dashboard = %crate::web::describe(dashboard_addr, https), data_dir = %data_dir.display(), "hub listening");
     Ok(HubHandle { addr, dashboard_addr, store, shutdown, server })
 }
 
@@ -488,6 +491,28 @@ impl rustls::server::danger::ClientCertVerifier for ReportingVerifier {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// The web side's TLS: the hub's own certificate, no client certificate (people
+/// sign in with their accounts), HTTP/1.1.
+fn web_tls_config(pki: &Pki) -> Result<Arc<ServerConfig>, ServeError> {
+    let tls = |what: &str, path: &Path, err: &dyn std::fmt::Display| {
+        ServeError::Tls(format!("{what} {}: {err}", path.display()))
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.hub_cert())
+        .and_then(|certs| certs.collect())
+        .map_err(|e| tls("cannot read the hub certificate", &pki.hub_cert(), &e))?;
+    let key = PrivateKeyDer::from_pem_file(pki.hub_key())
+        .map_err(|e| tls("cannot read the hub key", &pki.hub_key(), &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ServeError::Tls(format!("hub certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 fn build_acceptor(

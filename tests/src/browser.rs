@@ -322,16 +322,21 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens a session (GET /welcome) and reads its token from the page.
+    /// Opens a session with a node's workbench (GET /welcome) and reads its token.
     pub fn open(address: &str) -> Session {
-        let answer = request(address, "GET", "/welcome", &[], "");
+        Session::open_at(address, "/welcome")
+    }
+
+    /// Opens a session at `path` (a page with a form) and reads its token.
+    pub fn open_at(address: &str, path: &str) -> Session {
+        let answer = request(address, "GET", path, &[], "");
         let cookie = answer
             .header("set-cookie")
             .and_then(|c| c.split(';').next())
             .expect("a session cookie")
             .to_string();
         let mut session = Session { address: address.to_string(), cookie, csrf: String::new() };
-        session.csrf = session.token("/welcome");
+        session.csrf = session.token(path);
         session
     }
 

@@ -28,6 +28,7 @@ use fivestar_core::{
 use fivestar_store::rusqlite::params;
 use fivestar_store::{DocStore, Schema, StoreError};
 
+pub mod accounts;
 pub mod standings;
 
 /// The hub's own tables, after the store's.
@@ -72,6 +73,16 @@ const HUB_MIGRATIONS: &[&str] = &[
          peer TEXT NOT NULL,
          delivered_ms INTEGER NOT NULL,
          PRIMARY KEY (doc_id, hash)
+     ) STRICT;",
+    // 4: the district's accounts for the review desk and dashboard (argon2id hashes).
+    "CREATE TABLE accounts (
+         name TEXT PRIMARY KEY,
+         display TEXT NOT NULL,
+         role TEXT NOT NULL,
+         password_hash TEXT NOT NULL,
+         disabled INTEGER NOT NULL DEFAULT 0,
+         created_ms INTEGER NOT NULL,
+         changed_ms INTEGER NOT NULL
      ) STRICT;",
 ];
 
@@ -409,6 +420,20 @@ impl HubStore {
     /// them, whatever the caller said. A reviewer not listed there (when any is) may
     /// not write.
     pub fn authoritative(&self, writer: &Writer) -> Result<Writer, String> {
+        // An account of the review desk decides first: its role, or no review at all.
+        if let Writer::Reviewer { name, .. } = writer
+            && let Ok(Some(account)) = self.account(name)
+        {
+            return match (&account.role, account.disabled) {
+                (_, true) => Err(format!("account {name} is disabled, so may not review")),
+                (accounts::AccountRole::Reviewer(role), false) => {
+                    Ok(Writer::Reviewer { name: name.clone(), role: role.clone() })
+                }
+                (accounts::AccountRole::Operator, false) => {
+                    Err(format!("account {name} is an operator's: operators do not review"))
+                }
+            };
+        }
         match writer {
             Writer::Device { .. } => Ok(writer.clone()),
             Writer::Reviewer { name, .. } if self.reviewers.is_empty() => {

@@ -568,8 +568,10 @@ impl EditForm {
         if let Some(s) = self.status.as_deref().filter(|s| !s.trim().is_empty())
             && !unchanged(&self.status, &self.was_status)
         {
-            edit.status =
-                Some(i18n::parse_status_in(lang, s).map_err(|e| Fault::said(e.clone(), e).on("status"))?);
+            edit.status = Some(
+                i18n::parse_status_in(lang, s)
+                    .map_err(|e| Fault::said(e.clone(), e).on("status"))?,
+            );
         }
         if let Some(o) = &self.owner {
             edit.owner = Some(o.trim().to_string());
@@ -578,7 +580,10 @@ impl EditForm {
             edit.due = Some(if d.trim().is_empty() {
                 None
             } else {
-                Some(i18n::parse_date_in(lang, d).map_err(|e| Fault::said(e.clone(), e).on("due"))?)
+                Some(
+                    i18n::parse_date_in(lang, d)
+                        .map_err(|e| Fault::said(e.clone(), e).on("due"))?,
+                )
             });
         }
         if let Some(t) = &self.title {
@@ -823,7 +828,10 @@ impl NewTaskForm {
         let due = if self.due.trim().is_empty() {
             None
         } else {
-            Some(i18n::parse_date_in(lang, &self.due).map_err(|e| Fault::said(e.clone(), e).on("due"))?)
+            Some(
+                i18n::parse_date_in(lang, &self.due)
+                    .map_err(|e| Fault::said(e.clone(), e).on("due"))?,
+            )
         };
         Ok(ops::TaskForm {
             star: self.star.clone(),

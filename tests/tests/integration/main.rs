@@ -11,6 +11,7 @@ mod links;
 mod node_cli;
 mod node_crash;
 mod operators;
+mod review_desk;
 mod standings;
 mod sync;
 mod workbench;

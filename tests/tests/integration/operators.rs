@@ -263,7 +263,7 @@ fn the_dashboard_loads_in_headless_chromium_with_its_tables() {
     let dom = String::from_utf8(dom.stdout).unwrap();
     for text in [
         "同步状态",
-        "排名 Standings",
+        "排名",
         "樊沟社区",
         "最近一小时已同步 1 个",
         "从未连接 87 个",

@@ -146,7 +146,13 @@ fn a_clerks_first_day_in_the_browser_ends_all_saved_at_the_district() {
         // shows them as new until the clerk has opened the task.
         hub.ok(&["review", "fangou", "a-industry-assets", "accept", "--reviewer", "王敏"]);
         hub.ok(&[
-            "review", "fangou", "a-industry-jobs", "reject", "--reviewer", "王敏", "--comment",
+            "review",
+            "fangou",
+            "a-industry-jobs",
+            "reject",
+            "--reviewer",
+            "王敏",
+            "--comment",
             "请补充务工人员名单",
         ]);
         assert!(
@@ -162,7 +168,10 @@ fn a_clerks_first_day_in_the_browser_ends_all_saved_at_the_district() {
         assert!(!overview.contains("请补充务工人员名单"), "seen once opened: {overview}");
         assert!(overview.contains("盘活集体资产"), "the other review is still new: {overview}");
         let rejected = b.open(&bench.url("/tasks?show=rejected")).await;
-        assert!(rejected.contains("共 1 项") && rejected.contains("带动群众就业增收"), "{rejected}");
+        assert!(
+            rejected.contains("共 1 项") && rejected.contains("带动群众就业增收"),
+            "{rejected}"
+        );
         // Tablet and print widths: nothing cut off.
         b.resize(768, 1024).await;
         for path in ["/", "/tasks", "/tasks/a-industry-jobs", "/tasks/new"] {
