@@ -60,7 +60,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::standard::{KindStandard, STAR_POINTS, is_key};
-use crate::{Note, Review, Seen, Task, TaskStatus, Verdict, Withdrawal};
+use crate::{FileRef, Note, Review, Seen, Task, TaskStatus, Verdict, Withdrawal};
 
 /// The id the district document (standard and registry) is stored and synced under.
 pub const DISTRICT_DOC_ID: &str = "district";
@@ -235,6 +235,12 @@ pub enum EditError {
         id: String,
         /// The note's number, from 1.
         number: usize,
+    },
+    /// A file reference a note may not carry.
+    #[error("{problem}")]
+    BadFile {
+        /// What is wrong with it.
+        problem: String,
     },
     /// The field has no concurrent values to choose between (or not that one).
     #[error("{field} of task {id:?} has no such concurrent value to choose")]
@@ -669,6 +675,31 @@ impl CommunityDoc {
         self.commit(stamp, &format!("settle {key}"), |tx| tx.put(&obj, key, scalar))
     }
 
+    /// Appends an evidence note carrying a file (its bytes are stored apart).
+    pub fn add_file_note(
+        &mut self,
+        id: &str,
+        text: &str,
+        file: &FileRef,
+        stamp: &Stamp,
+    ) -> Result<(), EditError> {
+        check_text("note", text, false)?;
+        if let Some(problem) = file.problem() {
+            return Err(EditError::BadFile { problem });
+        }
+        let obj = self.task_obj(id)?;
+        let notes = match self.doc.get(&obj, "notes")? {
+            Some((Value::Object(ObjType::List), notes)) => notes,
+            _ => {
+                return Err(EditError::Unreadable {
+                    id: id.to_string(),
+                    problems: format!("tasks/{id}/notes: is not a list"),
+                });
+            }
+        };
+        self.commit(stamp, "attach", |tx| insert_note_with(tx, &notes, text, Some(file), stamp))
+    }
+
     /// Appends an evidence note to a task.
     pub fn add_note(&mut self, id: &str, text: &str, stamp: &Stamp) -> Result<(), EditError> {
         check_text("note", text, true)?;
@@ -995,11 +1026,27 @@ fn insert_note(
     text: &str,
     stamp: &Stamp,
 ) -> Result<(), AutomergeError> {
+    insert_note_with(tx, notes, text, None, stamp)
+}
+
+fn insert_note_with(
+    tx: &mut impl Transactable,
+    notes: &ObjId,
+    text: &str,
+    file: Option<&FileRef>,
+    stamp: &Stamp,
+) -> Result<(), AutomergeError> {
     let at = tx.length(notes);
     let note = tx.insert_object(notes, at, ObjType::Map)?;
     tx.put(&note, "text", text)?;
     tx.put(&note, "by", stamp.by.as_str())?;
     tx.put(&note, "at", ScalarValue::Timestamp(stamp.at_ms))?;
+    if let Some(file) = file {
+        tx.put(&note, "file_hash", file.hash.as_str())?;
+        tx.put(&note, "file_name", file.name.as_str())?;
+        tx.put(&note, "file_type", file.mime.as_str())?;
+        tx.put(&note, "file_size", i64::try_from(file.size).unwrap_or(i64::MAX))?;
+    }
     Ok(())
 }
 
@@ -1156,7 +1203,17 @@ const TASK_FIELDS: &[&str] = &[
     "review",
 ];
 
-const NOTE_FIELDS: &[&str] = &["text", "by", "at", "withdrawn_by", "withdrawn_at"];
+const NOTE_FIELDS: &[&str] = &[
+    "text",
+    "by",
+    "at",
+    "withdrawn_by",
+    "withdrawn_at",
+    "file_hash",
+    "file_name",
+    "file_type",
+    "file_size",
+];
 
 const REVIEW_FIELDS: &[&str] =
     &["verdict", "awarded", "comment", "reviewer", "at", "override", "seen"];
@@ -1295,11 +1352,39 @@ fn read_notes(
                         Some(Withdrawal { by: String::new(), at_ms: 0 })
                     }
                 };
+                let before_file = problems.len();
+                let file = match (
+                    scalar(&nf, "file_hash"),
+                    scalar(&nf, "file_name"),
+                    scalar(&nf, "file_type"),
+                    scalar(&nf, "file_size"),
+                ) {
+                    (None, None, None, None) => None,
+                    (
+                        Some(ScalarValue::Str(hash)),
+                        Some(ScalarValue::Str(name)),
+                        Some(ScalarValue::Str(mime)),
+                        Some(ScalarValue::Int(size)),
+                    ) if size > 0 => Some(FileRef {
+                        hash: hash.to_string(),
+                        name: name.to_string(),
+                        mime: mime.to_string(),
+                        size: size as u64,
+                    }),
+                    _ => {
+                        // The note stands; the file it names cannot be shown.
+                        problems.push(problem(
+                            &at("file_hash"),
+                            "is an incomplete file reference; the note is shown without it".into(),
+                        ));
+                        None
+                    }
+                };
                 match (text, by, at_ms) {
                     (Some(text), Some(by), Some(at_ms))
-                        if problems.len() == before || withdrawn.is_some() =>
+                        if before_file == before || withdrawn.is_some() =>
                     {
-                        notes.push(Note { text, by, at_ms, withdrawn })
+                        notes.push(Note { text, by, at_ms, withdrawn, file })
                     }
                     _ => ok = false,
                 }

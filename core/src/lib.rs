@@ -263,9 +263,68 @@ pub struct Note {
     pub at_ms: i64,
     /// Set when the note was withdrawn: notes are never deleted or rewritten.
     pub withdrawn: Option<Withdrawal>,
+    /// The file the note carries (a photo, a scan), kept outside the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
 }
 
 /// Who withdrew a note, and when.
+/// A file attached to an evidence note: the document records what it is; the bytes
+/// live beside the document, content-addressed by their SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// SHA-256 of the bytes, 64 lower-case hex digits.
+    pub hash: String,
+    /// The file's name as attached (no folders).
+    pub name: String,
+    /// Its type, one of [`FILE_TYPES`].
+    pub mime: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The file types evidence may be: photos, scans and office documents.
+pub const FILE_TYPES: &[&str] = &[
+    "image/jpeg",
+    "image/png",
+    "image/heic",
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+];
+
+/// The largest file any writer may attach, bytes (a node's and the hub's own limits
+/// may be lower).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+impl FileRef {
+    /// Why this reference is not one a writer may record, if it is not.
+    pub fn problem(&self) -> Option<String> {
+        if self.hash.len() != 64
+            || !self.hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Some("file_hash must be 64 lower-case hex digits (SHA-256)".into());
+        }
+        if self.name.trim().is_empty()
+            || self.name.chars().count() > 200
+            || self.name.contains(['/', '\\', '\0'])
+        {
+            return Some("file_name must be 1 to 200 characters, with no folder".into());
+        }
+        if !FILE_TYPES.contains(&self.mime.as_str()) {
+            return Some(format!("file_type {:?} is not a type evidence may be", self.mime));
+        }
+        if self.size == 0 || self.size > MAX_FILE_BYTES {
+            return Some(format!("file_size must be 1 to {MAX_FILE_BYTES} bytes"));
+        }
+        None
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Withdrawal {
     /// Who withdrew it.

@@ -771,9 +771,25 @@ impl Judge<'_, '_, '_> {
                 };
                 if let Some(counter) = self.created_here(obj) {
                     match field {
-                        "text" => text(&path, value, true)?,
+                        "text" => {
+                            // A note that carries a file may have an empty caption.
+                            let carries_file = self.change_writes(obj, "file_hash");
+                            text(&path, value, !carries_file)?
+                        }
                         "by" => text(&path, value, false)?,
                         "at" => timestamp(&path, value)?,
+                        "file_hash" | "file_name" | "file_type" | "file_size" => {
+                            file_field(&path, field, value)?;
+                            // A file reference comes whole, in the change that makes the note.
+                            for other in ["file_hash", "file_name", "file_type", "file_size"] {
+                                if other != field && !self.change_writes(obj, other) {
+                                    return Err(invalid(
+                                        &path,
+                                        "a file reference sets file_hash, file_name, file_type and file_size together",
+                                    ));
+                                }
+                            }
+                        }
                         _ => return Err(invalid(&path, "is not a field of a new note")),
                     }
                     self.record(counter, field, op);
@@ -803,7 +819,8 @@ impl Judge<'_, '_, '_> {
                         }
                         Ok(())
                     }
-                    "text" | "by" | "at" => {
+                    "text" | "by" | "at" | "file_hash" | "file_name" | "file_type"
+                    | "file_size" => {
                         Err(self.deny(format!("rewrite {path}"), "evidence notes are written once"))
                     }
                     _ => Err(invalid(&path, "is not a field of a note")),
@@ -1156,6 +1173,30 @@ fn due(path: &str, value: &ScalarValue) -> Result<(), Refusal> {
             Ok(())
         }
         _ => Err(invalid(path, "must be a date (YYYY-MM-DD) or empty")),
+    }
+}
+
+/// One field of a note's file reference, checked as [`crate::FileRef::problem`] does.
+fn file_field(path: &str, field: &str, value: &ScalarValue) -> Result<(), Refusal> {
+    let sample = crate::FileRef {
+        hash: "0".repeat(64),
+        name: "x".into(),
+        mime: crate::FILE_TYPES[0].into(),
+        size: 1,
+    };
+    let probe = match (field, value) {
+        ("file_hash", ScalarValue::Str(s)) => crate::FileRef { hash: s.to_string(), ..sample },
+        ("file_name", ScalarValue::Str(s)) => crate::FileRef { name: s.to_string(), ..sample },
+        ("file_type", ScalarValue::Str(s)) => crate::FileRef { mime: s.to_string(), ..sample },
+        ("file_size", ScalarValue::Int(n)) if *n > 0 => {
+            crate::FileRef { size: u64::try_from(*n).unwrap_or(u64::MAX), ..sample }
+        }
+        ("file_size", _) => return Err(invalid(path, "must be a positive whole number")),
+        _ => return Err(invalid(path, "must be text")),
+    };
+    match probe.problem() {
+        Some(problem) => Err(invalid(path, problem)),
+        None => Ok(()),
     }
 }
 

@@ -679,3 +679,80 @@ fn one_forbidden_change_refuses_the_whole_batch() {
     });
     assert_eq!(denied(result), "write tasks/t-0001/review");
 }
+
+#[test]
+fn a_note_may_carry_a_whole_honest_file_reference() {
+    let doc = base();
+    let photo = crate::FileRef {
+        hash: "ab".repeat(32),
+        name: "充电桩.jpg".into(),
+        mime: "image/jpeg".into(),
+        size: 2_400_000,
+    };
+    let file = photo.clone();
+    check(&device(), &doc, move |d| d.add_file_note("t-0001", "", &file, &stamp()).unwrap())
+        .expect("a device attaches a photo to its own task");
+    let mut with = replica(&doc, 9);
+    with.add_file_note("t-0001", "新建的充电桩", &photo, &stamp()).unwrap();
+    let notes = with.task("t-0001").unwrap().notes;
+    assert_eq!(notes.last().unwrap().file.as_ref(), Some(&photo), "it reads back");
+    let notes_of = |tx: &mut automerge::transaction::Transaction<'_>, tasks: &ObjId| {
+        let task = tx.get(tasks, "t-0001").unwrap().unwrap().1;
+        tx.get(&task, "notes").unwrap().unwrap().1
+    };
+    // Half a reference, a bad hash, a type evidence may not be, a size too large.
+    let half = invalid(check(
+        &device(),
+        &doc,
+        raw(move |tx, tasks| {
+            let list = notes_of(tx, tasks);
+            let note = tx.insert_object(&list, 1, automerge::ObjType::Map).unwrap();
+            tx.put(&note, "text", "x").unwrap();
+            tx.put(&note, "by", "x").unwrap();
+            tx.put(&note, "at", ScalarValue::Timestamp(1)).unwrap();
+            tx.put(&note, "file_hash", "ab".repeat(32)).unwrap();
+        }),
+    ));
+    assert!(half.contains("together"), "{half}");
+    for (field, value, words) in [
+        ("file_hash", ScalarValue::Str("../../etc/passwd".into()), "64 lower-case hex"),
+        ("file_type", ScalarValue::Str("application/x-sh".into()), "not a type evidence may be"),
+        ("file_size", ScalarValue::Int(1 << 40), "file_size must be"),
+        ("file_name", ScalarValue::Str("../x.jpg".into()), "no folder"),
+    ] {
+        let bad = invalid(check(
+            &device(),
+            &doc,
+            raw(move |tx, tasks| {
+                let list = notes_of(tx, tasks);
+                let note = tx.insert_object(&list, 1, automerge::ObjType::Map).unwrap();
+                tx.put(&note, "text", "x").unwrap();
+                tx.put(&note, "by", "x").unwrap();
+                tx.put(&note, "at", ScalarValue::Timestamp(1)).unwrap();
+                for (k, v) in [
+                    ("file_hash", ScalarValue::Str("ab".repeat(32).into())),
+                    ("file_name", ScalarValue::Str("a.jpg".into())),
+                    ("file_type", ScalarValue::Str("image/jpeg".into())),
+                    ("file_size", ScalarValue::Int(10)),
+                ] {
+                    tx.put(&note, k, if k == field { value.clone() } else { v }).unwrap();
+                }
+            }),
+        ));
+        assert!(bad.contains(words), "{field}: {bad}");
+    }
+    // Written once: a reference is never rewritten.
+    assert_eq!(
+        denied(check(
+            &device(),
+            &with,
+            raw(move |tx, tasks| {
+                let list = notes_of(tx, tasks);
+                let last = tx.length(&list) - 1;
+                let note = tx.get(&list, last).unwrap().unwrap().1;
+                tx.put(&note, "file_hash", "cd".repeat(32)).unwrap();
+            })
+        )),
+        "rewrite tasks/t-0001/notes/file_hash"
+    );
+}
