@@ -280,6 +280,7 @@ pub fn edit_error(lang: Lang, err: &EditError) -> String {
         EditError::NothingToReopen { .. } => "这项任务没有可重新打开的审核结论".into(),
         EditError::UnknownNote { number, .. } => format!("没有第 {number} 条佐证记录"),
         EditError::AlreadyWithdrawn { number, .. } => format!("第 {number} 条佐证记录已撤回"),
+        EditError::BadFile { problem } => format!("附件不合要求：{problem}"),
         EditError::NoConflict { field: f, .. } => {
             format!("{}没有可选择的不同取值（可能已由他人选定）", field(lang, f))
         }
