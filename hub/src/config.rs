@@ -94,6 +94,12 @@ pub struct Limits {
     /// chunks). A real community's year is well under 1 MiB; the bound stops a device
     /// from filling the hub's disk.
     pub max_document_bytes: usize,
+    /// The largest evidence file the hub accepts, bytes.
+    pub max_file_bytes: u64,
+    /// The largest chunk of a file upload, bytes.
+    pub max_file_chunk_bytes: u64,
+    /// The most a community's evidence files may take at the hub, bytes.
+    pub file_quota_bytes_per_community: u64,
 }
 
 impl Default for HubConfig {
@@ -131,6 +137,9 @@ impl Default for Limits {
             max_ops_per_message: 500_000,
             max_ops_per_session: 2_000_000,
             max_document_bytes: 64 * 1024 * 1024,
+            max_file_bytes: 20 * 1024 * 1024,
+            max_file_chunk_bytes: 256 * 1024,
+            file_quota_bytes_per_community: 2 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -64,6 +64,156 @@ impl SyncApi for SyncService {
         let stream = ReceiverStream::new(frames).map(|item| item.map(to_wire).map_err(to_status));
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn file_status(
+        &self,
+        request: Request<v1::FileStatusRequest>,
+    ) -> Result<Response<v1::FileStatusReply>, Status> {
+        let community = device_community(&request)?;
+        let sha256 = request.into_inner().sha256;
+        let file = self.referenced(&community, &sha256).await?;
+        let limits = self.shared.limits.clone();
+        let progress = self
+            .shared
+            .store
+            .call(move |s| s.file_progress(&community, &file.hash, file.size))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(file_reply(&progress, &limits)))
+    }
+
+    async fn upload_file(
+        &self,
+        request: Request<Streaming<v1::FileChunk>>,
+    ) -> Result<Response<v1::FileStatusReply>, Status> {
+        let community = device_community(&request)?;
+        let limits = self.shared.limits.clone();
+        let mut chunks = request.into_inner();
+        let mut file: Option<fivestar_core::FileRef> = None;
+        let mut progress = None;
+        while let Some(chunk) = chunks.message().await? {
+            if chunk.data.len() as u64 > limits.max_file_chunk_bytes {
+                return Err(Status::resource_exhausted(format!(
+                    "a chunk of {} bytes; chunks are at most {} (max_file_chunk_bytes)",
+                    chunk.data.len(),
+                    limits.max_file_chunk_bytes
+                )));
+            }
+            let current = match &file {
+                Some(f) if f.hash == chunk.sha256 => f.clone(),
+                Some(_) => {
+                    return Err(Status::invalid_argument(
+                        "every chunk of an upload names the same file",
+                    ));
+                }
+                None => {
+                    let f = self.referenced(&community, &chunk.sha256).await?;
+                    file = Some(f.clone());
+                    f
+                }
+            };
+            let (c, quota) = (community.clone(), limits.file_quota_bytes_per_community);
+            let stored = self
+                .shared
+                .store
+                .call(move |s| {
+                    s.store_chunk(
+                        &c,
+                        &current,
+                        chunk.offset,
+                        &chunk.data,
+                        &chunk.chunk_sha256,
+                        quota,
+                        chrono::Utc::now().timestamp_millis(),
+                    )
+                })
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            match stored {
+                Ok(p) => {
+                    if p.complete {
+                        tracing::info!(%community, sha256 = %chunk.sha256, bytes = p.size, "evidence file complete");
+                    }
+                    progress = Some(p);
+                }
+                Err(err) => return Err(file_status(&err)),
+            }
+        }
+        let progress =
+            progress.ok_or_else(|| Status::invalid_argument("an upload of no chunks"))?;
+        Ok(Response::new(file_reply(&progress, &limits)))
+    }
+}
+
+impl SyncService {
+    /// The file a device's community names by `sha256`, within this hub's limits.
+    async fn referenced(
+        &self,
+        community: &str,
+        sha256: &str,
+    ) -> Result<fivestar_core::FileRef, Status> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument("a file is named by its SHA-256: 64 hex digits"));
+        }
+        let (c, h) = (community.to_string(), sha256.to_string());
+        let file = self
+            .shared
+            .store
+            .call(move |s| s.referenced_file(&c, &h))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                file_status(&crate::store::files::FileError::NotReferenced(sha256.to_string()))
+            })?;
+        if file.size > self.shared.limits.max_file_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "a file of {} bytes; the hub takes files of at most {} (max_file_bytes)",
+                file.size, self.shared.limits.max_file_bytes
+            )));
+        }
+        Ok(file)
+    }
+}
+
+/// The community of the device that calls (reviewers upload nothing).
+fn device_community<T>(request: &Request<T>) -> Result<String, Status> {
+    let writer = request
+        .peer_certs()
+        .and_then(|certs| certs.first().and_then(|cert| writer_from_certificate(cert.as_ref())))
+        .ok_or_else(|| Status::unauthenticated("no fivestar client certificate was presented"))?;
+    match writer {
+        Writer::Device { community, .. } => Ok(community),
+        Writer::Reviewer { .. } => {
+            Err(Status::permission_denied("only a community's devices upload its evidence files"))
+        }
+    }
+}
+
+fn file_reply(
+    p: &crate::store::files::FileProgress,
+    limits: &crate::config::Limits,
+) -> v1::FileStatusReply {
+    v1::FileStatusReply {
+        received: p.received,
+        size: p.size,
+        complete: p.complete,
+        max_chunk_bytes: limits.max_file_chunk_bytes,
+    }
+}
+
+fn file_status(err: &crate::store::files::FileError) -> Status {
+    use crate::store::files::FileError;
+    match err {
+        FileError::NotReferenced(_) => Status::not_found(err.to_string()),
+        FileError::WrongOffset { .. } => Status::failed_precondition(err.to_string()),
+        FileError::ChunkMismatch | FileError::FileMismatch => Status::data_loss(err.to_string()),
+        FileError::TooLarge(_) | FileError::Quota { .. } => {
+            Status::resource_exhausted(err.to_string())
+        }
+        FileError::Store(_) => Status::unavailable("the hub could not store the file; try again"),
+    }
 }
 
 /// What a broken inbound stream means. A frame the decoder cannot read (invalid

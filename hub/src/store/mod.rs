@@ -29,6 +29,7 @@ use fivestar_store::rusqlite::params;
 use fivestar_store::{DocStore, Schema, StoreError};
 
 pub mod accounts;
+pub mod files;
 pub mod standings;
 
 /// The hub's own tables, after the store's.
@@ -83,6 +84,24 @@ const HUB_MIGRATIONS: &[&str] = &[
          disabled INTEGER NOT NULL DEFAULT 0,
          created_ms INTEGER NOT NULL,
          changed_ms INTEGER NOT NULL
+     ) STRICT;",
+    // 5: evidence files, per community and SHA-256, received in chunks (resumable).
+    "CREATE TABLE files (
+         community TEXT NOT NULL,
+         sha256 TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         received INTEGER NOT NULL DEFAULT 0,
+         complete INTEGER NOT NULL DEFAULT 0,
+         started_ms INTEGER NOT NULL,
+         completed_ms INTEGER,
+         PRIMARY KEY (community, sha256)
+     ) STRICT;
+     CREATE TABLE file_chunks (
+         community TEXT NOT NULL,
+         sha256 TEXT NOT NULL,
+         offset INTEGER NOT NULL,
+         data BLOB NOT NULL,
+         PRIMARY KEY (community, sha256, offset)
      ) STRICT;",
 ];
 

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod district;
+mod files;
 mod gate;
 mod hostile;
 mod links;

@@ -1,0 +1,250 @@
+//! Evidence files at the hub: received in chunks from the devices of the community
+//! whose document names them, verified chunk by chunk and whole, within a quota.
+//!
+//! A file is stored per community and SHA-256 as rows of chunks, so a cut upload
+//! resumes where the hub's copy ends and memory never holds a whole file. It counts
+//! as at the district only once every byte arrived and the whole matched its hash.
+
+use fivestar_core::FileRef;
+use fivestar_store::StoreError;
+use fivestar_store::rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::HubStore;
+
+/// Where an upload stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileProgress {
+    /// Bytes held, from the start.
+    pub received: u64,
+    /// The file's size as the document records it.
+    pub size: u64,
+    /// Every byte arrived and the whole matched.
+    pub complete: bool,
+}
+
+/// Why a file or a chunk was refused. Nothing of it was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The community's document names no file with this hash.
+    #[error("the community's records name no file {0}; attach it to a note first")]
+    NotReferenced(String),
+    /// A chunk starts elsewhere than where the hub's copy ends.
+    #[error(
+        "this chunk starts at byte {got}, but the hub holds {expected} bytes of the file: resume there"
+    )]
+    WrongOffset {
+        /// Where the hub's copy ends.
+        expected: u64,
+        /// Where the chunk starts.
+        got: u64,
+    },
+    /// A chunk does not match its own hash.
+    #[error("a chunk does not match its SHA-256; it was not stored")]
+    ChunkMismatch,
+    /// A chunk is larger than allowed, or runs past the file's size.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The whole file does not match its name; its bytes were discarded.
+    #[error("the file's bytes do not match its SHA-256; they were discarded, upload it again")]
+    FileMismatch,
+    /// The community's quota would be exceeded.
+    #[error(
+        "the community's files would take {needed} bytes at the hub, over its quota of {quota}"
+    )]
+    Quota {
+        /// What it would take.
+        needed: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl HubStore {
+    /// The file a community's document names by `sha256`, if it names one.
+    pub fn referenced_file(
+        &mut self,
+        community: &str,
+        sha256: &str,
+    ) -> Result<Option<FileRef>, StoreError> {
+        let Some(doc) = self.community(community)? else { return Ok(None) };
+        let (tasks, _) = doc.read();
+        Ok(tasks
+            .into_iter()
+            .flat_map(|t| t.notes)
+            .filter_map(|n| n.file)
+            .find(|f| f.hash == sha256))
+    }
+
+    /// Where the upload of a file stands (nothing yet: 0 received).
+    pub fn file_progress(
+        &self,
+        community: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<FileProgress, StoreError> {
+        let row: Option<(i64, i64)> = self
+            .docs
+            .conn()
+            .query_row(
+                "SELECT received, complete FROM files WHERE community = ?1 AND sha256 = ?2",
+                params![community, sha256],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.docs.err(e))?;
+        Ok(match row {
+            Some((received, complete)) => FileProgress {
+                received: u64::try_from(received).unwrap_or(0),
+                size,
+                complete: complete != 0,
+            },
+            None => FileProgress { received: 0, size, complete: false },
+        })
+    }
+
+    /// Bytes a community's files take at the hub (complete and partial).
+    pub fn file_bytes(&self, community: &str) -> Result<u64, StoreError> {
+        let used: i64 = self
+            .docs
+            .conn()
+            .query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM files WHERE community = ?1",
+                [community],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(u64::try_from(used).unwrap_or(0))
+    }
+
+    /// Stores one chunk of `file` at `offset`, in one transaction; when it is the
+    /// last, checks the whole file against its hash (and discards it if it does not
+    /// match). Returns where the upload stands.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_chunk(
+        &mut self,
+        community: &str,
+        file: &FileRef,
+        offset: u64,
+        data: &[u8],
+        chunk_sha256: &str,
+        quota: u64,
+        now_ms: i64,
+    ) -> Result<FileProgress, FileError> {
+        if hex::encode(Sha256::digest(data)) != chunk_sha256 {
+            return Err(FileError::ChunkMismatch);
+        }
+        let progress = self.file_progress(community, &file.hash, file.size)?;
+        if progress.complete {
+            return Ok(progress);
+        }
+        if offset != progress.received {
+            return Err(FileError::WrongOffset { expected: progress.received, got: offset });
+        }
+        let end = offset + data.len() as u64;
+        if end > file.size {
+            return Err(FileError::TooLarge(format!(
+                "the chunk runs to byte {end}, past the file's {} bytes",
+                file.size
+            )));
+        }
+        if progress.received == 0 {
+            let needed = self.file_bytes(community)? + file.size;
+            if needed > quota {
+                return Err(FileError::Quota { needed, quota });
+            }
+        }
+        let key = (community.to_string(), file.hash.clone());
+        let size = i64::try_from(file.size).unwrap_or(i64::MAX);
+        let complete = end == file.size;
+        let outcome = self.docs.write(|txn| -> Result<bool, FileError> {
+            let sql = txn.sql();
+            sql.execute(
+                "INSERT OR IGNORE INTO files (community, sha256, size, started_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![key.0, key.1, size, now_ms],
+            )
+            .map_err(|e| txn.err(e))?;
+            sql.execute(
+                "INSERT INTO file_chunks (community, sha256, offset, data) VALUES (?1, ?2, ?3, ?4)",
+                params![key.0, key.1, i64::try_from(offset).unwrap_or(i64::MAX), data],
+            )
+            .map_err(|e| txn.err(e))?;
+            sql.execute(
+                "UPDATE files SET received = ?3 WHERE community = ?1 AND sha256 = ?2",
+                params![key.0, key.1, i64::try_from(end).unwrap_or(i64::MAX)],
+            )
+            .map_err(|e| txn.err(e))?;
+            if !complete {
+                return Ok(true);
+            }
+            // The whole file, chunk by chunk, against its name.
+            let mut hasher = Sha256::new();
+            {
+                let mut stmt = sql
+                    .prepare("SELECT data FROM file_chunks WHERE community = ?1 AND sha256 = ?2 ORDER BY offset")
+                    .map_err(|e| txn.err(e))?;
+                let mut rows = stmt.query(params![key.0, key.1]).map_err(|e| txn.err(e))?;
+                while let Some(row) = rows.next().map_err(|e| txn.err(e))? {
+                    let bytes: Vec<u8> = row.get(0).map_err(|e| txn.err(e))?;
+                    hasher.update(&bytes);
+                }
+            }
+            if hex::encode(hasher.finalize()) != key.1 {
+                sql.execute("DELETE FROM file_chunks WHERE community = ?1 AND sha256 = ?2", params![key.0, key.1])
+                    .map_err(|e| txn.err(e))?;
+                sql.execute("DELETE FROM files WHERE community = ?1 AND sha256 = ?2", params![key.0, key.1])
+                    .map_err(|e| txn.err(e))?;
+                return Ok(false);
+            }
+            sql.execute(
+                "UPDATE files SET complete = 1, completed_ms = ?3 WHERE community = ?1 AND sha256 = ?2",
+                params![key.0, key.1, now_ms],
+            )
+            .map_err(|e| txn.err(e))?;
+            Ok(true)
+        })?;
+        match outcome? {
+            true => Ok(FileProgress { received: end, size: file.size, complete }),
+            false => Err(FileError::FileMismatch),
+        }
+    }
+
+    /// The bytes of a complete file, for the review desk.
+    pub fn file_bytes_of(
+        &self,
+        community: &str,
+        sha256: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let complete: Option<i64> = self
+            .docs
+            .conn()
+            .query_row(
+                "SELECT complete FROM files WHERE community = ?1 AND sha256 = ?2",
+                params![community, sha256],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.docs.err(e))?;
+        if complete != Some(1) {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare(
+                "SELECT data FROM file_chunks WHERE community = ?1 AND sha256 = ?2 ORDER BY offset",
+            )
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map(params![community, sha256], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(|e| self.docs.err(e))?;
+        let mut out = Vec::new();
+        for chunk in rows {
+            out.extend(chunk.map_err(|e| self.docs.err(e))?);
+        }
+        Ok(Some(out))
+    }
+}

@@ -1,0 +1,168 @@
+//! Evidence files at the hub: resumable, verified uploads over the device's mutual
+//! TLS, and every bad input refused with nothing stored. (The node's uploader builds
+//! on this; here the uploads are driven by hand, as a hostile device could.)
+
+use fivestar_core::FileRef;
+use fivestar_proto::v1::{FileChunk, FileStatusRequest};
+use fivestar_tests::raw::connect;
+use fivestar_tests::{Hub, NodeDir};
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Records a note carrying `file` on the node (through its own policy-checked
+/// write), and syncs it to the hub.
+fn attach(node: &NodeDir, task: &str, file: &FileRef) {
+    let (ctx, mut store) = fivestar_node::ops::open(node.path()).unwrap();
+    let who = fivestar_node::ops::Who::default();
+    fivestar_node::ops::write(&ctx, &mut store, &who, |doc, _, stamp| {
+        Ok(doc.add_file_note(task, "照片", file, stamp)?)
+    })
+    .unwrap();
+    drop(store);
+    node.ok(&["sync"]);
+}
+
+fn file_of(bytes: &[u8], name: &str) -> FileRef {
+    FileRef {
+        hash: hex::encode(Sha256::digest(bytes)),
+        name: name.into(),
+        mime: "image/jpeg".into(),
+        size: bytes.len() as u64,
+    }
+}
+
+fn chunk(file: &FileRef, offset: u64, data: &[u8]) -> FileChunk {
+    FileChunk {
+        sha256: file.hash.clone(),
+        offset,
+        data: data.to_vec(),
+        chunk_sha256: hex::encode(Sha256::digest(data)),
+    }
+}
+
+#[test]
+fn an_upload_cut_short_resumes_where_the_hub_copy_ends_and_is_verified_whole() {
+    let hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file = file_of(&bytes, "充电桩.jpg");
+    attach(&node, "a-industry-jobs", &file);
+    runtime().block_on(async {
+        let mut client = connect(&hub.url(), &node.path().join("certs")).await.unwrap();
+        let status = client
+            .file_status(FileStatusRequest { sha256: file.hash.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((status.received, status.size, status.complete), (0, file.size, false));
+        let step = status.max_chunk_bytes as usize;
+        assert_eq!(step, 256 * 1024);
+        // The first two chunks, then the link is cut (the stream ends).
+        let first: Vec<FileChunk> = (0..2)
+            .map(|i| chunk(&file, (i * step) as u64, &bytes[i * step..(i + 1) * step]))
+            .collect();
+        let reply = client.upload_file(tokio_stream::iter(first)).await.unwrap().into_inner();
+        assert_eq!((reply.received, reply.complete), (2 * step as u64, false));
+        // Resuming from elsewhere than where the hub's copy ends is refused.
+        let wrong = client
+            .upload_file(tokio_stream::iter(vec![chunk(&file, 0, &bytes[..step])]))
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.code(), Code::FailedPrecondition, "{wrong:?}");
+        assert!(wrong.message().contains("resume there"), "{wrong:?}");
+        // A chunk that does not match its own hash is refused and not stored.
+        let mut bad = chunk(&file, 2 * step as u64, &bytes[2 * step..3 * step]);
+        bad.data[0] ^= 1;
+        let err = client.upload_file(tokio_stream::iter(vec![bad])).await.unwrap_err();
+        assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+        // The rest, from where it stopped: complete and verified.
+        let held = client
+            .file_status(FileStatusRequest { sha256: file.hash.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .received as usize;
+        assert_eq!(held, 2 * step);
+        let rest: Vec<FileChunk> = bytes[held..]
+            .chunks(step)
+            .enumerate()
+            .map(|(i, c)| chunk(&file, (held + i * step) as u64, c))
+            .collect();
+        let done = client.upload_file(tokio_stream::iter(rest)).await.unwrap().into_inner();
+        assert!(done.complete && done.received == file.size, "{done:?}");
+    });
+}
+
+#[test]
+fn files_the_records_do_not_name_or_do_not_match_are_refused() {
+    let hub = Hub::new("[limits]\nfile_quota_bytes_per_community = 1500000\n");
+    let mut hub = hub;
+    hub.start();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    let honest: Vec<u8> = vec![42; 300_000];
+    let file = file_of(&honest, "a.jpg");
+    attach(&node, "a-industry-jobs", &file);
+    // A reference whose bytes the device will not have: the upload cannot match.
+    let claimed = file_of(&vec![1u8; 100_000], "b.jpg");
+    attach(&node, "a-industry-jobs", &claimed);
+    // Too large for the quota together with the first.
+    let big: Vec<u8> = vec![7; 1_400_000];
+    let big_file = file_of(&big, "c.jpg");
+    attach(&node, "a-industry-assets", &big_file);
+    runtime().block_on(async {
+        let mut client = connect(&hub.url(), &node.path().join("certs")).await.unwrap();
+        // A hash the records do not name.
+        let unknown = hex::encode(Sha256::digest(b"not in the records"));
+        let err = client.file_status(FileStatusRequest { sha256: unknown }).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+        assert!(err.message().contains("name no file"), "{err:?}");
+        let err =
+            client.file_status(FileStatusRequest { sha256: "../etc".into() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        // A chunk over the limit.
+        let huge = vec![0u8; 300 * 1024];
+        let err =
+            client.upload_file(tokio_stream::iter(vec![chunk(&file, 0, &huge)])).await.unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        // Bytes that do not match the name: every chunk honest, the whole not.
+        let wrong = vec![2u8; 100_000];
+        let err = client
+            .upload_file(tokio_stream::iter(vec![chunk(&claimed, 0, &wrong)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+        let after = client
+            .file_status(FileStatusRequest { sha256: claimed.hash.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((after.received, after.complete), (0, false), "a mismatch is never complete");
+        // The honest one completes; then the quota stops the big one.
+        let chunks: Vec<FileChunk> = honest
+            .chunks(256 * 1024)
+            .enumerate()
+            .map(|(i, c)| chunk(&file, (i * 256 * 1024) as u64, c))
+            .collect();
+        assert!(
+            client.upload_file(tokio_stream::iter(chunks)).await.unwrap().into_inner().complete
+        );
+        let err = client
+            .upload_file(tokio_stream::iter(vec![chunk(&big_file, 0, &big[..256 * 1024])]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(err.message().contains("quota"), "{err:?}");
+    });
+    // Another community's device cannot upload this community's files.
+    let other = NodeDir::for_hub(&hub, "yuyuan", "d1");
+    runtime().block_on(async {
+        let mut client = connect(&hub.url(), &other.path().join("certs")).await.unwrap();
+        let err =
+            client.file_status(FileStatusRequest { sha256: file.hash.clone() }).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    });
+}
