@@ -268,6 +268,17 @@ enum TaskCommand {
         /// The evidence, in your words.
         text: String,
     },
+    /// Attach a photo or document (JPEG, PNG, HEIC, PDF, Office; up to 20 MiB) as an
+    /// evidence note; it goes to the district at the next sync.
+    Attach {
+        /// The task's id (a unique beginning is enough).
+        id: String,
+        /// The file.
+        file: PathBuf,
+        /// A caption for the note.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// Withdraw an evidence note (it stays in the record, marked withdrawn; notes are
     /// never deleted).
     Withdraw {
@@ -649,16 +660,38 @@ impl Node {
     fn sync(self, json: bool) -> Result<(), Fault> {
         let Node { ctx, store, lang, .. } = self;
         let runtime = Node::runtime()?;
-        let report = runtime.block_on(async {
+        let (report, files) = runtime.block_on(async {
             let store = Node::store_thread(store)?;
-            crate::sync::sync_once(&store, &ctx.config, &ctx.data_dir).await.map_err(sync_error)
+            let report = crate::sync::sync_once(&store, &ctx.config, &ctx.data_dir)
+                .await
+                .map_err(sync_error)?;
+            let files = crate::sync::upload_files_once(&store, &ctx.config, &ctx.data_dir)
+                .await
+                .map_err(sync_error)?;
+            Ok::<_, Fault>((report, files))
         })?;
         if json {
-            print_json(&report);
+            print_json(&json!({"documents": report, "files": files}));
         } else if lang == Lang::Zh {
             out!("已与 {} 同步：{report}。", ctx.config.hub);
+            if files.completed + files.waiting > 0 {
+                out!(
+                    "佐证文件：{} 个已送到区里（本次发送 {} KB），{} 个仍在等待。",
+                    files.completed,
+                    files.bytes_sent / 1024,
+                    files.waiting
+                );
+            }
         } else {
             out!("Synced with {}: {report}.", ctx.config.hub);
+            if files.completed + files.waiting > 0 {
+                out!(
+                    "Evidence files: {} now at the district ({} KB sent), {} still waiting.",
+                    files.completed,
+                    files.bytes_sent / 1024,
+                    files.waiting
+                );
+            }
         }
         Ok(())
     }
@@ -966,6 +999,33 @@ impl Node {
                     out!("Saved: note {} on {}.", task.notes.len(), task.id);
                 }
             }
+            TaskCommand::Attach { id, file, note } => {
+                let bytes = std::fs::read(&file).map_err(|err| {
+                    Fault::said(
+                        format!("无法读取 {}：{err}", file.display()),
+                        format!("cannot read {}: {err}", file.display()),
+                    )
+                })?;
+                let name =
+                    file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let task =
+                    ops::attach(&self.ctx, &mut self.store, &self.who, &id, &name, &bytes, &note)?;
+                if zh {
+                    out!(
+                        "已保存：{} 的第 {} 条佐证附上了“{name}”（{} KB），下次同步时送到区里。",
+                        task.id,
+                        task.notes.len(),
+                        bytes.len() / 1024
+                    );
+                } else {
+                    out!(
+                        "Saved: note {} on {} carries {name:?} ({} KB); it goes to the district at the next sync.",
+                        task.notes.len(),
+                        task.id,
+                        bytes.len() / 1024
+                    );
+                }
+            }
             TaskCommand::Withdraw { id, number } => {
                 let task = ops::withdraw(&self.ctx, &mut self.store, &self.who, &id, number)?;
                 if zh {
@@ -1185,6 +1245,8 @@ impl Node {
                 "unacknowledged_changes": view.pending.changes,
                 "oldest_unacknowledged_age_seconds": view.pending.oldest_seconds.map(|t| now - t),
                 "all_saved_at_district": view.all_saved_at_district(),
+                "files_waiting": view.files_waiting.0,
+                "files_waiting_bytes": view.files_waiting.1,
                 "last_sync_attempt": view.last_attempt,
                 "last_successful_sync_ms": view.last_success_ms,
                 "last_error": view.last_error.map(|(at, e)| json!({"at_ms": at, "error": e})),
@@ -1227,6 +1289,18 @@ impl Node {
                     local_time(oldest * 1000),
                     age_text(now - oldest)
                 ),
+            },
+        );
+        row(
+            "佐证文件",
+            "Evidence files",
+            match (view.files_waiting, zh) {
+                ((0, _), true) => "全部已送到区里".to_string(),
+                ((0, _), false) => "all at the district".to_string(),
+                ((n, bytes), true) => format!("{n} 个（{} KB）等待送到区里", bytes / 1024),
+                ((n, bytes), false) => {
+                    format!("{n} ({} KB) waiting to reach the district", bytes / 1024)
+                }
             },
         );
         row(
@@ -1476,8 +1550,12 @@ impl Node {
                     },
                     None => String::new(),
                 };
+                let file = match &note.file {
+                    Some(f) => format!(" [📎 {} {} KB]", f.name, f.size / 1024),
+                    None => String::new(),
+                };
                 out!(
-                    "  {}. {} ({}, {}){withdrawn}",
+                    "  {}. {}{file} ({}, {}){withdrawn}",
                     i + 1,
                     note.text,
                     note.by,

@@ -471,6 +471,106 @@ pub fn note(
     })
 }
 
+/// The largest file a clerk may attach, bytes (the hub's default limit).
+pub const MAX_ATTACH_BYTES: u64 = 20 * 1024 * 1024;
+
+/// What a file is, from its first bytes and its name: one of the types evidence may
+/// be, or `None`.
+pub fn file_type(bytes: &[u8], name: &str) -> Option<&'static str> {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.len() > 12
+        && &bytes[4..8] == b"ftyp"
+        && matches!(&bytes[8..12], b"heic" | b"heix" | b"mif1" | b"msf1")
+    {
+        Some("image/heic")
+    } else if bytes.starts_with(b"%PDF") {
+        Some("application/pdf")
+    } else if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        match ext.as_str() {
+            "doc" => Some("application/msword"),
+            "xls" => Some("application/vnd.ms-excel"),
+            "ppt" => Some("application/vnd.ms-powerpoint"),
+            _ => None,
+        }
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        match ext.as_str() {
+            "docx" => {
+                Some("application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+            }
+            "xlsx" => Some("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            "pptx" => {
+                Some("application/vnd.openxmlformats-officedocument.presentationml.presentation")
+            }
+            _ => None,
+        }
+    } else {
+        None
+    }
+}
+
+/// Attaches a file to a task as an evidence note: the note and the file's bytes are
+/// saved in one transaction; the file goes to the district at the next sync.
+pub fn attach(
+    ctx: &Context,
+    store: &mut Store,
+    who: &Who,
+    id: &str,
+    name: &str,
+    bytes: &[u8],
+    caption: &str,
+) -> Result<Task, Fault> {
+    use sha2::Digest as _;
+    let name = name.rsplit(['/', '\\']).next().unwrap_or(name).trim().to_string();
+    if bytes.is_empty() {
+        return Err(Fault::said(
+            format!("文件“{name}”是空的"),
+            format!("the file {name:?} is empty"),
+        )
+        .on("file"));
+    }
+    if bytes.len() as u64 > MAX_ATTACH_BYTES {
+        return Err(Fault::said(
+            format!(
+                "文件“{name}”有 {} MB，超过了 {} MB 的上限",
+                bytes.len() >> 20,
+                MAX_ATTACH_BYTES >> 20
+            ),
+            format!(
+                "the file {name:?} is {} MiB, over the limit of {} MiB",
+                bytes.len() >> 20,
+                MAX_ATTACH_BYTES >> 20
+            ),
+        )
+        .on("file"));
+    }
+    let mime = file_type(bytes, &name).ok_or_else(|| {
+        Fault::said(
+            format!("“{name}”不是可以附加的文件：只能附加照片（JPEG、PNG、HEIC）、PDF 和 Office 文档"),
+            format!("{name:?} cannot be attached: only photos (JPEG, PNG, HEIC), PDF and Office documents"),
+        )
+        .on("file")
+    })?;
+    let file = fivestar_core::FileRef {
+        hash: hex::encode(sha2::Sha256::digest(bytes)),
+        name: name.clone(),
+        mime: mime.to_string(),
+        size: bytes.len() as u64,
+    };
+    let stamp = who.stamp(ctx);
+    let caption = caption.trim().to_string();
+    let task =
+        store.write_with_file(stamp.at_ms, &file, bytes, |doc| -> Result<Task, Fault> {
+            let id = resolve_id(doc, id)?;
+            doc.add_file_note(&id, &caption, &file, &stamp)?;
+            Ok(doc.task(&id)?)
+        })??;
+    Ok(task)
+}
+
 /// Withdraws evidence note `number` (1-based).
 pub fn withdraw(
     ctx: &Context,
@@ -565,12 +665,14 @@ pub struct SyncView {
     pub last_success_ms: Option<i64>,
     /// The newest error, Unix ms and text.
     pub last_error: Option<(i64, String)>,
+    /// Evidence files not yet whole at the hub: how many, and their bytes.
+    pub files_waiting: (usize, u64),
 }
 
 impl SyncView {
     /// True when every change saved here is acknowledged by the district.
     pub fn all_saved_at_district(&self) -> bool {
-        self.pending.changes == 0
+        self.pending.changes == 0 && self.files_waiting.0 == 0
     }
 }
 
@@ -581,6 +683,10 @@ pub fn sync_view(store: &mut Store) -> Result<SyncView, Fault> {
         last_attempt: store.last_sync_attempt()?,
         last_success_ms: store.last_successful_sync()?,
         last_error: store.last_sync_error()?,
+        files_waiting: {
+            let files = store.files_waiting()?;
+            (files.len(), files.iter().map(|(_, size)| size).sum())
+        },
     })
 }
 

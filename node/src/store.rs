@@ -53,6 +53,16 @@ const NODE_MIGRATIONS: &[&str] = &[
          review_at_ms INTEGER NOT NULL,
          PRIMARY KEY (clerk, task, review_at_ms)
      ) STRICT;",
+    // 4: evidence files, content-addressed, and when the hub confirmed each whole.
+    "CREATE TABLE files (
+         sha256 TEXT PRIMARY KEY,
+         name TEXT NOT NULL,
+         mime TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         data BLOB NOT NULL,
+         added_ms INTEGER NOT NULL,
+         at_hub_ms INTEGER
+     ) STRICT;",
 ];
 
 /// The node's database schema.
@@ -249,6 +259,113 @@ impl Store {
         })?;
         // A failed edit saved nothing, so its (empty) transaction commits nothing.
         outcome
+    }
+
+    /// Applies `edit` like [`Store::write`], storing `file`'s bytes in the same
+    /// transaction: the note that names a file and the file are saved together or
+    /// not at all.
+    pub fn write_with_file<T, E>(
+        &mut self,
+        now_ms: i64,
+        file: &fivestar_core::FileRef,
+        bytes: &[u8],
+        edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StoreError> {
+        let identity = self.identity.clone();
+        let policy = self.policy.as_ref();
+        let writer = Writer::Device {
+            community: identity.community.clone(),
+            device: identity.device.clone(),
+        };
+        self.docs.write(|txn| -> Result<Result<T, E>, StoreError> {
+            let mut doc = load_community(txn, &identity)?;
+            let before = doc.heads();
+            match edit(&mut doc) {
+                Ok(out) => {
+                    if let Some(policy) = policy {
+                        let new = doc.automerge().get_changes(&before);
+                        policy.check(&writer, doc.automerge(), &new)?;
+                    }
+                    txn.sql()
+                        .execute(
+                            "INSERT OR IGNORE INTO files (sha256, name, mime, size, data, added_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![
+                                file.hash,
+                                file.name,
+                                file.mime,
+                                i64::try_from(file.size).unwrap_or(i64::MAX),
+                                bytes,
+                                now_ms
+                            ],
+                        )
+                        .map_err(|e| txn.err(e))?;
+                    txn.save(&identity.doc_id(), &before, doc.automerge(), now_ms)?;
+                    Ok(Ok(out))
+                }
+                Err(err) => Ok(Err(err)),
+            }
+        })?
+    }
+
+    /// Files not yet confirmed whole at the hub: hash and size, oldest first.
+    pub fn files_waiting(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare("SELECT sha256, size FROM files WHERE at_hub_ms IS NULL ORDER BY added_ms")
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.docs.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (hash, size) = row.map_err(|e| self.docs.err(e))?;
+            out.push((hash, u64::try_from(size).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    /// A file's bytes from `offset`, at most `len`.
+    pub fn file_slice(
+        &self,
+        sha256: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.docs
+            .conn()
+            .query_row(
+                "SELECT substr(data, ?2, ?3) FROM files WHERE sha256 = ?1",
+                params![
+                    sha256,
+                    i64::try_from(offset + 1).unwrap_or(i64::MAX),
+                    i64::try_from(len).unwrap_or(i64::MAX)
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| StoreError::from(self.docs.err(e)))
+    }
+
+    /// The whole of a stored file: its name, type and bytes.
+    pub fn file(&self, sha256: &str) -> Result<Option<(String, String, Vec<u8>)>, StoreError> {
+        self.docs
+            .conn()
+            .query_row("SELECT name, mime, data FROM files WHERE sha256 = ?1", [sha256], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(|e| StoreError::from(self.docs.err(e)))
+    }
+
+    /// Records that the hub holds a file whole.
+    pub fn file_at_hub(&self, sha256: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.docs
+            .conn()
+            .execute("UPDATE files SET at_hub_ms = ?2 WHERE sha256 = ?1", params![sha256, now_ms])
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
     }
 
     /// When each change that came from the hub was received, by change hash.

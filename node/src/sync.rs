@@ -244,6 +244,139 @@ pub async fn sync_once(
     result
 }
 
+/// Evidence files sent by an upload pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FilesReport {
+    /// Files the hub now holds whole.
+    pub completed: usize,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Files still waiting (refused, or the link broke).
+    pub waiting: usize,
+}
+
+/// Uploads every evidence file the hub does not hold whole yet, each from where the
+/// hub's copy ends (so a cut link costs only the chunk in flight), on its own stream
+/// beside the documents' session. A file the hub refuses stays waiting and is named
+/// in the log; the others go on.
+pub async fn upload_files(
+    store: &StoreThread<Store>,
+    mut client: SyncClient<Channel>,
+    hub: &str,
+) -> Result<FilesReport, SyncError> {
+    use fivestar_proto::v1::{FileChunk, FileStatusRequest};
+    let waiting = call(store, |s| s.files_waiting()).await?;
+    let mut report = FilesReport { waiting: waiting.len(), ..FilesReport::default() };
+    for (hash, size) in waiting {
+        let status = match client.file_status(FileStatusRequest { sha256: hash.clone() }).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                // The note naming it has not reached the hub yet: the next pass.
+                continue;
+            }
+            Err(status) => return Err(status_error(hub, status)),
+        };
+        if !status.complete {
+            let step = status.max_chunk_bytes.clamp(1024, 1 << 20);
+            let (tx, rx) = mpsc::channel::<FileChunk>(2);
+            let (reader, name) = (store.clone(), hash.clone());
+            let start = status.received;
+            let feeder = tokio::spawn(async move {
+                let mut offset = start;
+                let mut sent = 0u64;
+                while offset < size {
+                    let h = name.clone();
+                    let Ok(Ok(Some(data))) =
+                        reader.call(move |s| s.file_slice(&h, offset, step)).await
+                    else {
+                        break;
+                    };
+                    if data.is_empty() {
+                        break;
+                    }
+                    use sha2::Digest as _;
+                    let chunk = FileChunk {
+                        sha256: name.clone(),
+                        offset,
+                        chunk_sha256: hex::encode(sha2::Sha256::digest(&data)),
+                        data,
+                    };
+                    offset += chunk.data.len() as u64;
+                    sent += chunk.data.len() as u64;
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                sent
+            });
+            let outcome = client.upload_file(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+            report.bytes_sent += feeder.await.unwrap_or(0);
+            match outcome {
+                Ok(reply) if reply.get_ref().complete => {}
+                Ok(_) => continue,
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                    ) =>
+                {
+                    return Err(status_error(hub, status));
+                }
+                Err(status) => {
+                    tracing::warn!(file = %hash, error = %status.message(), "the hub refused an evidence file");
+                    continue;
+                }
+            }
+        }
+        call(store, move |s| s.file_at_hub(&hash, now_ms())).await?;
+        report.completed += 1;
+        report.waiting -= 1;
+    }
+    Ok(report)
+}
+
+/// One upload pass at a time in the daemon.
+static UPLOADING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts an upload pass beside the session when files wait and none runs: the
+/// documents' rounds never wait for a file.
+fn spawn_upload(store: &StoreThread<Store>, config: &NodeConfig, data_dir: &Path) {
+    use std::sync::atomic::Ordering;
+    if UPLOADING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (store, config, data_dir) = (store.clone(), config.clone(), data_dir.to_path_buf());
+    tokio::spawn(async move {
+        match upload_files_once(&store, &config, &data_dir).await {
+            Ok(report) if report.completed > 0 || report.waiting > 0 => {
+                tracing::info!(
+                    completed = report.completed,
+                    bytes = report.bytes_sent,
+                    waiting = report.waiting,
+                    "evidence files uploaded"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "evidence files wait for the next pass"),
+        }
+        UPLOADING.store(false, Ordering::SeqCst);
+    });
+}
+
+/// Connects and uploads the waiting evidence files (`fivestar-node sync`, and the
+/// daemon after a round).
+pub async fn upload_files_once(
+    store: &StoreThread<Store>,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> Result<FilesReport, SyncError> {
+    if call(store, |s| s.files_waiting()).await?.is_empty() {
+        return Ok(FilesReport::default());
+    }
+    let client = connect(config, data_dir).await?;
+    upload_files(store, client, &config.hub).await
+}
+
 /// How long a node that ends a session waits for the hub to end its side.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// The same when the daemon is told to stop: the whole stop must take under 2 s.
@@ -447,6 +580,7 @@ async fn run_connected(
             return Err((err, settled));
         }
         settled = true;
+        spawn_upload(store, config, data_dir);
         // The heartbeat counts from the last round. The database is checked at once:
         // an edit saved after the round's last turn read the documents (while the hub
         // was answering it) starts the next round now, not at the heartbeat.

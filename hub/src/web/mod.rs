@@ -124,6 +124,7 @@ fn router(app: App) -> Router {
         .route("/review", get(queue))
         .route("/review/{community}/{task}", get(task_page).post(decide))
         .route("/community/{id}", get(community_page))
+        .route("/files/{community}/{hash}", get(evidence_file))
         .route("/progress", get(progress_page))
         .route("/standings.csv", get(standings_csv))
         .route("/standings.xlsx", get(standings_xlsx))
@@ -668,6 +669,8 @@ pub struct TaskView {
     pub star_name: String,
     /// History: what each change claims, and who delivered it.
     pub history: Vec<(fivestar_core::HistoryEntry, Option<(String, i64)>)>,
+    /// The evidence files the hub holds whole, by SHA-256.
+    pub files_here: std::collections::HashSet<String>,
 }
 
 async fn load_task(web: &Web, community: String, task: String) -> Result<Option<TaskView>, String> {
@@ -692,7 +695,13 @@ async fn load_task(web: &Web, community: String, task: String) -> Result<Option<
                 .star(&task.star)
                 .map(|st| st.zh.clone())
                 .unwrap_or_else(|| task.star.clone());
-            Ok(Some(TaskView { community: entry, task, star_name, history }))
+            let mut files_here = std::collections::HashSet::new();
+            for f in task.notes.iter().filter_map(|n| n.file.as_ref()) {
+                if s.file_progress(&community, &f.hash, f.size)?.complete {
+                    files_here.insert(f.hash.clone());
+                }
+            }
+            Ok(Some(TaskView { community: entry, task, star_name, history, files_here }))
         })
         .await
         .map_err(|e| e.to_string())?
@@ -803,6 +812,54 @@ async fn refused(web: &Web, v: &Visitor, community: &str, task: &str, message: S
             web.https,
         ),
         _ => v.page(StatusCode::NOT_FOUND, pages::not_found(&v.visit), web.https),
+    }
+}
+
+/// An evidence file the hub holds whole: images in the page, others downloaded.
+async fn evidence_file(
+    State(web): State<App>,
+    headers: HeaderMap,
+    Path((community, hash)): Path<(String, String)>,
+) -> Response {
+    if let Err(to) = signed_in(&web, &headers).await {
+        return to;
+    }
+    let (c, h) = (community.clone(), hash.clone());
+    let found = web
+        .store
+        .call(
+            move |s| -> Result<
+                Option<(fivestar_core::FileRef, Vec<u8>)>,
+                fivestar_store::StoreError,
+            > {
+                let Some(file) = s.referenced_file(&c, &h)? else { return Ok(None) };
+                Ok(s.file_bytes_of(&c, &h)?.map(|bytes| (file, bytes)))
+            },
+        )
+        .await;
+    match found {
+        Ok(Ok(Some((file, bytes)))) => {
+            let disposition = if file.mime.starts_with("image/") { "inline" } else { "attachment" };
+            let ascii: String = file
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+                .collect();
+            let mut response = bytes.into_response();
+            let h = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&file.mime) {
+                h.insert(header::CONTENT_TYPE, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("{disposition}; filename=\"{ascii}\"")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            response
+        }
+        Ok(Ok(None)) => {
+            (StatusCode::NOT_FOUND, "the hub does not hold this file (yet)").into_response()
+        }
+        Ok(Err(err)) => failure(err),
+        Err(err) => failure(err),
     }
 }
 

@@ -393,6 +393,18 @@ pub fn task(v: &Visit, view: &TaskView, error: Option<&str>) -> Markup {
                     @for note in &task.notes {
                         li.withdrawn[note.withdrawn.is_some()] {
                             (note.text) br;
+                            @if let Some(f) = &note.file {
+                                @if view.files_here.contains(&f.hash) {
+                                    @let url = format!("/files/{}/{}", c.id, f.hash);
+                                    @if f.mime.starts_with("image/") && f.mime != "image/heic" {
+                                        a href=(url) { img.evidence src=(url) alt=(f.name) loading="lazy"; } br;
+                                    }
+                                    (t(v, "附件：", "File: ")) a href=(url) { (f.name) } " " small.muted { (f.size / 1024) " KB" }
+                                } @else {
+                                    (t(v, "附件：", "File: ")) (f.name) " " small.warn { (t(v, "尚未送达区里", "not at the district yet")) }
+                                }
+                                br;
+                            }
                             small.muted { (note.by) " · " (local_time(note.at_ms)) @if note.withdrawn.is_some() { " · " (t(v, "已撤回", "withdrawn")) } }
                         }
                     }

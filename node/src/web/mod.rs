@@ -149,6 +149,13 @@ pub fn router(app: App) -> Router {
         .route("/tasks/{id}/note", post(add_note))
         .route("/tasks/{id}/withdraw", post(withdraw_note))
         .route("/tasks/{id}/settle", post(settle))
+        .route(
+            "/tasks/{id}/attach",
+            post(attach).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(ops::MAX_ATTACH_BYTES).unwrap_or(usize::MAX) + 64 * 1024,
+            )),
+        )
+        .route("/files/{hash}", get(file))
         .route("/print", get(print_sheet))
         .route("/welcome", get(welcome))
         .route("/template", post(apply_template))
@@ -786,6 +793,85 @@ async fn settle(
             )
             .await
         }
+    }
+}
+
+/// Attaches a photo or document from the task page (a multipart form).
+async fn attach(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let (mut csrf, mut text, mut file) = (String::new(), String::new(), None);
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_string();
+                let filename = field.file_name().map(str::to_string);
+                match (name.as_str(), field.bytes().await) {
+                    ("csrf", Ok(b)) => csrf = String::from_utf8_lossy(&b).to_string(),
+                    ("text", Ok(b)) => text = String::from_utf8_lossy(&b).to_string(),
+                    ("file", Ok(b)) => file = Some((filename.unwrap_or_default(), b.to_vec())),
+                    (_, Ok(_)) => {}
+                    (_, Err(_)) => break,
+                }
+            }
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+    let w = match writing(&app, &headers, &csrf).await {
+        Ok(w) => w,
+        Err(response) => return response,
+    };
+    let result = match file {
+        Some((name, bytes)) if !bytes.is_empty() => {
+            let (who, task) = (w.who.clone(), id.clone());
+            let caption = text.clone();
+            app.call(move |ctx, store| {
+                ops::attach(ctx, store, &who, &task, &name, &bytes, &caption)
+            })
+            .await
+        }
+        _ => Err(Fault::said("请选择要附加的文件", "choose a file to attach").on("file")),
+    };
+    match result {
+        Ok(task) => saved(&app, &w, &format!("/tasks/{}#notes", task.id)),
+        Err(fault) => {
+            let values = HashMap::from([("text", text)]);
+            refused(&app, &headers, &id, pages::Refused::new("attach", &fault, w.lang, values))
+                .await
+        }
+    }
+}
+
+/// A stored evidence file: images shown in the page, other files downloaded.
+async fn file(State(app): State<App>, headers: HeaderMap, Path(hash): Path<String>) -> Response {
+    let page = Page::open(&app, &headers);
+    if let Some(to) = gate(&app, &page).await {
+        return to;
+    }
+    match app.call(move |_, store| Ok(store.file(&hash)?)).await {
+        Ok(Some((name, mime, bytes))) => {
+            let disposition = if mime.starts_with("image/") { "inline" } else { "attachment" };
+            let ascii: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+                .collect();
+            let disposition = format!("{disposition}; filename=\"{ascii}\"");
+            let mut response = bytes.into_response();
+            let h = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&mime) {
+                h.insert(header::CONTENT_TYPE, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            response
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such file").into_response(),
+        Err(fault) => fault_page(&app, &page.visit, &fault),
     }
 }
 

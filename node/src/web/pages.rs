@@ -162,8 +162,8 @@ fn sync_banner(v: &Visit, sync: &ops::SyncView) -> Markup {
             } @else {
                 strong {
                     @match v.lang {
-                        Lang::Zh => { "有 " (sync.pending.changes) " 项修改等待送到区里" }
-                        Lang::En => { (sync.pending.changes) " change(s) waiting to reach the district" }
+                        Lang::Zh => { "有 " (sync.pending.changes) " 项修改" @if sync.files_waiting.0 > 0 { "、" (sync.files_waiting.0) " 个佐证文件（" (sync.files_waiting.1 / 1024) " KB）" } "等待送到区里" }
+                        Lang::En => { (sync.pending.changes) " change(s)" @if sync.files_waiting.0 > 0 { " and " (sync.files_waiting.0) " evidence file(s) (" (sync.files_waiting.1 / 1024) " KB)" } " waiting to reach the district" }
                     }
                 }
                 @if let Some(oldest) = sync.pending.oldest_seconds {
@@ -641,6 +641,15 @@ pub fn task_page(ctx: &Context, v: &Visit, view: &TaskView, refused: Option<&Ref
                 @for (i, note) in task.notes.iter().enumerate() {
                     li.withdrawn[note.withdrawn.is_some()] {
                         p { (note.text) }
+                        @if let Some(f) = &note.file {
+                            p.file {
+                                @if f.mime.starts_with("image/") && f.mime != "image/heic" {
+                                    a href={"/files/" (f.hash)} { img src={"/files/" (f.hash)} alt=(f.name) loading="lazy"; }
+                                    br;
+                                }
+                                (t(v, "附件：", "File: ")) a href={"/files/" (f.hash)} { (f.name) } " " small.muted { (size_text(f.size)) }
+                            }
+                        }
                         small.muted { (note.by) " · " (local_time(note.at_ms)) }
                         @if let Some(w) = &note.withdrawn {
                             " " small.bad { (t(v, "已撤回：", "withdrawn: ")) (w.by) " · " (local_time(w.at_ms)) }
@@ -653,6 +662,20 @@ pub fn task_page(ctx: &Context, v: &Visit, view: &TaskView, refused: Option<&Ref
                         }
                     }
                 }
+            }
+            form.stack method="post" action={"/tasks/" (id) "/attach"} enctype="multipart/form-data" {
+                (csrf(v))
+                label {
+                    (t(v, "附上照片或文件（JPEG、PNG、HEIC、PDF、Office，20 MB 以内）", "Attach a photo or document (JPEG, PNG, HEIC, PDF, Office; up to 20 MB)"))
+                    input type="file" name="file" accept="image/jpeg,image/png,image/heic,.heic,application/pdf,.doc,.docx,.xls,.xlsx,.ppt,.pptx" required;
+                    (field_error(refused, "attach", "file"))
+                }
+                label {
+                    (t(v, "说明（可不填）", "Caption (optional)"))
+                    input type="text" name="text" maxlength="2000" value=(value("attach", "text", String::new()));
+                }
+                (general_error(refused, "attach", &["file"]))
+                button type="submit" { (t(v, "上传附件", "Attach")) }
             }
             form.stack method="post" action={"/tasks/" (id) "/note"} {
                 (csrf(v))
@@ -693,6 +716,15 @@ pub fn task_page(ctx: &Context, v: &Visit, view: &TaskView, refused: Option<&Ref
         }
     };
     layout(ctx, v, &task.title, "task", body)
+}
+
+/// A file size for people: bytes, KB or MB.
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{} KB", b / 1024),
+        b => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
+    }
 }
 
 fn conflict_text(v: &Visit, field: &str, value: &str) -> String {

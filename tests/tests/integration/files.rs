@@ -166,3 +166,102 @@ fn files_the_records_do_not_name_or_do_not_match_are_refused() {
         assert_eq!(err.code(), Code::NotFound, "{err:?}");
     });
 }
+
+/// A small file that looks like a JPEG to anyone who checks its first bytes.
+fn jpeg(len: usize, seed: u8) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend((0..len - 4).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    bytes
+}
+
+#[test]
+fn a_file_attached_on_the_node_reaches_the_district_and_resumes_where_it_stopped() {
+    let hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    node.ok(&["sync"]);
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("充电桩.jpg");
+    let bytes = jpeg(700_000, 3);
+    std::fs::write(&photo, &bytes).unwrap();
+    let out = node.ok(&[
+        "task",
+        "attach",
+        "a-industry-jobs",
+        photo.to_str().unwrap(),
+        "--note",
+        "新建的充电桩",
+    ]);
+    assert!(out.contains("carries \"充电桩.jpg\""), "{out}");
+    let status = node.json(&["status"]);
+    assert_eq!(status["files_waiting"], 1, "{status}");
+    assert_eq!(
+        status["all_saved_at_district"], false,
+        "a file still on this PC is not saved at the district"
+    );
+    let task = node.task("a-industry-jobs");
+    let note = task["notes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(note["file"]["name"], "充电桩.jpg");
+    assert_eq!(note["file"]["mime"], "image/jpeg");
+    let file = file_of(&bytes, "充电桩.jpg");
+    assert_eq!(note["file"]["hash"], file.hash.as_str());
+    // One sync: the note, then the file, whole.
+    let sent = node.json(&["sync"]);
+    let first = sent["files"]["bytes_sent"].as_u64().unwrap();
+    assert_eq!(first, file.size, "{sent}");
+    assert_eq!(node.json(&["status"])["all_saved_at_district"], true);
+    // The review desk shows it with its note.
+    let desk = hub.dashboard();
+    let page =
+        fivestar_tests::browser::request(&desk, "GET", "/review/fangou/a-industry-jobs", &[], "");
+    let url = format!("/files/fangou/{}", file.hash);
+    assert!(page.body.contains("充电桩.jpg") && page.body.contains(&url), "{}", page.body);
+    let served = fivestar_tests::browser::request(&desk, "GET", &url, &[], "");
+    assert_eq!((served.status, served.header("content-type")), (200, Some("image/jpeg")));
+    assert_eq!(served.header("content-length"), Some(file.size.to_string().as_str()));
+    // A second file: the hub gets half of it before the node's pass, which then
+    // sends only the rest.
+    let second_bytes = jpeg(600_000, 9);
+    let second = dir.path().join("签到表.jpg");
+    std::fs::write(&second, &second_bytes).unwrap();
+    node.ok(&["task", "attach", "a-industry-jobs", second.to_str().unwrap()]);
+    let second_file = file_of(&second_bytes, "签到表.jpg");
+    let mut status_only = node.json(&["status"]);
+    assert_eq!(status_only["files_waiting"], 1);
+    // The documents alone, then half the file by hand: to the hub, a node whose
+    // upload a broken link cut looks like this.
+    runtime().block_on(async {
+        let (ctx, store) = fivestar_node::ops::open(node.path()).unwrap();
+        let store = fivestar_store::StoreThread::spawn("t", store).unwrap();
+        fivestar_node::sync::sync_once(&store, &ctx.config, node.path()).await.unwrap();
+        let mut client = connect(&hub.url(), &node.path().join("certs")).await.unwrap();
+        let half = 256 * 1024;
+        let reply = client
+            .upload_file(tokio_stream::iter(vec![chunk(&second_file, 0, &second_bytes[..half])]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.received, half as u64);
+    });
+    let sent = node.json(&["sync"]);
+    assert_eq!(sent["files"]["completed"], 1, "{sent}");
+    assert_eq!(
+        sent["files"]["bytes_sent"].as_u64().unwrap(),
+        second_file.size - 256 * 1024,
+        "only what the hub lacked was sent: {sent}"
+    );
+    status_only = node.json(&["status"]);
+    assert_eq!(status_only["files_waiting"], 0);
+    assert_eq!(status_only["all_saved_at_district"], true);
+    // Not evidence: refused with nothing saved.
+    let heads = node.heads();
+    let script = dir.path().join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let (code, err) = node.fail(&["task", "attach", "a-industry-jobs", script.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot be attached: only photos"), "{err}");
+    let big = dir.path().join("big.jpg");
+    std::fs::write(&big, jpeg(21 * 1024 * 1024, 1)).unwrap();
+    let (_, err) = node.fail(&["task", "attach", "a-industry-jobs", big.to_str().unwrap()]);
+    assert!(err.contains("over the limit of 20 MiB"), "{err}");
+    assert_eq!(node.heads(), heads);
+}

@@ -364,3 +364,52 @@ fn the_command_line_speaks_chinese_on_a_chinese_locale() {
         node.command(&["score", "--lang", "en"]).env("LC_ALL", "zh_CN.UTF-8").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("star(s), total"), "{out:?}");
 }
+
+#[test]
+fn a_photo_attached_in_the_browser_is_shown_with_its_note() {
+    let node = NodeDir::with_template("fangou");
+    node.ok(&["staff", "add", "李红"]);
+    let dir = tempfile::tempdir().unwrap();
+    // A real 1x1 PNG.
+    let png: &[u8] = &[
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
+        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
+        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
+        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ];
+    let photo = dir.path().join("会议签到.png");
+    std::fs::write(&photo, png).unwrap();
+    let script = dir.path().join("notes.txt");
+    std::fs::write(&script, "plain text").unwrap();
+    let bench = Workbench::ui(&node);
+    runtime().block_on(async {
+        let b = Browser::start(1280, 800).await;
+        b.open(&bench.url("/signin")).await;
+        b.press("开始工作").await;
+        b.open(&bench.url("/tasks/a-industry-jobs")).await;
+        // Not evidence: refused in Chinese beside the field, nothing saved.
+        b.fill_css("input[type='file']", script.to_str().unwrap()).await;
+        b.press("上传附件").await;
+        let page = b.text().await;
+        assert!(page.contains("不是可以附加的文件"), "{page}");
+        b.fill_css("input[type='file']", photo.to_str().unwrap()).await;
+        b.fill_css("form[action$='/attach'] input[name='text']", "会议签到表").await;
+        b.press("上传附件").await;
+        let page = b.text().await;
+        assert!(page.contains("已保存") && page.contains("会议签到.png"), "{page}");
+        let shown = b
+            .client
+            .execute(
+                "const i = document.querySelector('ol.notes img'); return i && i.complete && i.naturalWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown, serde_json::json!(1), "the photo is shown in the page");
+        b.screenshot("workbench-attached-1280").await;
+        b.stop().await;
+    });
+    let status = node.json(&["status"]);
+    assert_eq!(status["files_waiting"], 1, "{status}");
+}
