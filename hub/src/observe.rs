@@ -36,6 +36,10 @@ pub const CONNECTIONS: &str = "fivestar_hub_open_connections";
 
 /// 1, with the hub's `version` as a label.
 pub const BUILD_INFO: &str = "fivestar_hub_build_info";
+/// Counter: evidence file bytes stored (chunks accepted).
+pub const FILE_BYTES: &str = "fivestar_hub_file_bytes_received_total";
+/// Counter: evidence files that arrived whole and verified.
+pub const FILES_COMPLETE: &str = "fivestar_hub_files_completed_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
@@ -70,6 +74,8 @@ fn describe() {
     describe_counter!(ERRORS, "Sync sessions that ended in an error, by class.");
     describe_counter!(BYTES, Unit::Bytes, "Automerge sync payload bytes, by direction.");
     describe_counter!(CHANGES, "Changes received from nodes and stored.");
+    describe_counter!(FILE_BYTES, Unit::Bytes, "Evidence file bytes received and stored.");
+    describe_counter!(FILES_COMPLETE, "Evidence files received whole and verified.");
     describe_histogram!(MERGE_SECONDS, Unit::Seconds, "Time to check and store one sync message.");
     describe_histogram!(RESCORE_SECONDS, Unit::Seconds, "Time to refresh the standings.");
     describe_gauge!(CONNECTED, "Devices connected now.");

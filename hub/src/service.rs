@@ -114,6 +114,7 @@ impl SyncApi for SyncService {
                 }
             };
             let (c, quota) = (community.clone(), limits.file_quota_bytes_per_community);
+            let chunk_len = chunk.data.len() as u64;
             let stored = self
                 .shared
                 .store
@@ -132,7 +133,9 @@ impl SyncApi for SyncService {
                 .map_err(|e| Status::unavailable(e.to_string()))?;
             match stored {
                 Ok(p) => {
+                    metrics::counter!(crate::observe::FILE_BYTES).increment(chunk_len);
                     if p.complete {
+                        metrics::counter!(crate::observe::FILES_COMPLETE).increment(1);
                         tracing::info!(%community, sha256 = %chunk.sha256, bytes = p.size, "evidence file complete");
                     }
                     progress = Some(p);

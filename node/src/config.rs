@@ -103,6 +103,9 @@ pub struct SyncSettings {
     pub keepalive_seconds: u64,
     /// The largest sync message the node sends or accepts, bytes (match the hub's).
     pub max_message_bytes: usize,
+    /// The most evidence file bytes sent per second (0: as fast as the link goes),
+    /// so a photo upload leaves room on a thin link.
+    pub upload_bytes_per_second: u64,
     /// Where `fivestar-node run` serves Prometheus metrics (`/metrics`); empty to turn
     /// them off. If the port is taken, the node logs a warning and syncs anyway.
     pub metrics_listen: String,
@@ -121,6 +124,7 @@ impl Default for SyncSettings {
             turn_timeout_seconds: 60,
             keepalive_seconds: 30,
             max_message_bytes: 16 * 1024 * 1024,
+            upload_bytes_per_second: 0,
             metrics_listen: "127.0.0.1:9465".into(),
         }
     }

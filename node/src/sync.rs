@@ -263,6 +263,7 @@ pub async fn upload_files(
     store: &StoreThread<Store>,
     mut client: SyncClient<Channel>,
     hub: &str,
+    bytes_per_second: u64,
 ) -> Result<FilesReport, SyncError> {
     use fivestar_proto::v1::{FileChunk, FileStatusRequest};
     let waiting = call(store, |s| s.files_waiting()).await?;
@@ -301,10 +302,17 @@ pub async fn upload_files(
                         chunk_sha256: hex::encode(sha2::Sha256::digest(&data)),
                         data,
                     };
-                    offset += chunk.data.len() as u64;
-                    sent += chunk.data.len() as u64;
+                    let len = chunk.data.len() as u64;
+                    offset += len;
+                    sent += len;
                     if tx.send(chunk).await.is_err() {
                         break;
+                    }
+                    if bytes_per_second > 0 {
+                        tokio::time::sleep(Duration::from_secs_f64(
+                            len as f64 / bytes_per_second as f64,
+                        ))
+                        .await;
                     }
                 }
                 sent
@@ -374,7 +382,7 @@ pub async fn upload_files_once(
         return Ok(FilesReport::default());
     }
     let client = connect(config, data_dir).await?;
-    upload_files(store, client, &config.hub).await
+    upload_files(store, client, &config.hub, config.sync.upload_bytes_per_second).await
 }
 
 /// How long a node that ends a session waits for the hub to end its side.

@@ -390,6 +390,23 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((code, body.to_string()))
 }
 
+/// A plain HTTP/1.0 GET on loopback; returns the body's bytes (the status must be 200).
+pub fn http_get_bytes(addr: &str, path: String) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("a timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("sent");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200") || raw.starts_with(b"HTTP/1.0 200"),
+        "{}",
+        String::from_utf8_lossy(&raw[..at])
+    );
+    raw[at..].to_vec()
+}
+
 /// Runs `promtool check metrics` on an exposition; returns its verdict and output.
 pub fn promtool_check_metrics(text: &str) -> (bool, String) {
     use std::io::Write;

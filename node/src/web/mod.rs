@@ -484,6 +484,8 @@ pub struct TaskView {
     pub conflicts: Vec<fivestar_core::Conflict>,
     /// Its history.
     pub history: Vec<ops::Change>,
+    /// The files (by hash) the hub holds whole.
+    pub files_at_hub: std::collections::HashSet<String>,
 }
 
 async fn load_task(app: &App, id: String, clerk: Option<String>) -> Result<TaskView, Fault> {
@@ -494,7 +496,8 @@ async fn load_task(app: &App, id: String, clerk: Option<String>) -> Result<TaskV
         if let (Some(clerk), Some(review)) = (&clerk, &task.review) {
             store.mark_review_seen(clerk, &task.id, review.at_ms)?;
         }
-        Ok(TaskView { task, conflicts, history })
+        let files_at_hub = store.files_at_hub()?;
+        Ok(TaskView { task, conflicts, history, files_at_hub })
     })
     .await
 }

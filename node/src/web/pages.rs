@@ -648,6 +648,12 @@ pub fn task_page(ctx: &Context, v: &Visit, view: &TaskView, refused: Option<&Ref
                                     br;
                                 }
                                 (t(v, "附件：", "File: ")) a href={"/files/" (f.hash)} { (f.name) } " " small.muted { (size_text(f.size)) }
+                                " "
+                                @if view.files_at_hub.contains(&f.hash) {
+                                    small.good { "✓ " (t(v, "已送到区里", "at the district")) }
+                                } @else {
+                                    small.bad { (t(v, "等待送到区里", "waiting to reach the district")) }
+                                }
                             }
                         }
                         small.muted { (note.by) " · " (local_time(note.at_ms)) }

@@ -398,6 +398,7 @@ fn a_photo_attached_in_the_browser_is_shown_with_its_note() {
         b.press("上传附件").await;
         let page = b.text().await;
         assert!(page.contains("已保存") && page.contains("会议签到.png"), "{page}");
+        assert!(page.contains("等待送到区里"), "a node that does not sync says the file waits: {page}");
         let shown = b
             .client
             .execute(
