@@ -684,3 +684,43 @@ fn a_10_mib_photo_arrives_whole_over_a_link_cut_three_times_without_starting_ove
     assert_eq!(served.len(), bytes.len());
     assert!(served == bytes, "the hub holds the same bytes");
 }
+
+#[test]
+fn an_upload_killed_on_both_sides_resumes_and_completes() {
+    let mut hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    node.set_config("metrics_listen", "\"\"");
+    node.set_config("listen", "\"\"");
+    node.set_config("upload_bytes_per_second", "2097152");
+    node.set_config("backoff_initial_seconds", "0.2");
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("台账.jpg");
+    let mut bytes = vec![0xFF_u8, 0xD8, 0xFF, 0xE0];
+    bytes.extend((0..6 * 1024 * 1024 - 4).map(|i: usize| (i.wrapping_mul(40_503) >> 7) as u8));
+    std::fs::write(&photo, &bytes).unwrap();
+    node.ok(&["task", "attach", "a-industry-jobs", photo.to_str().unwrap()]);
+    let run = || node.command(&["run"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut daemon = run();
+    // The node dies without a word a second into the upload; then the hub does.
+    assert!(eventually(Duration::from_secs(30), || file_bytes_received(&hub) > 1_000_000));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let mut daemon = run();
+    assert!(eventually(Duration::from_secs(30), || file_bytes_received(&hub) > 1_000_000));
+    hub.kill();
+    hub.start();
+    assert!(
+        eventually(Duration::from_secs(90), || node.json(&["status"])["files_waiting"] == 0),
+        "the file arrived whole after both sides were killed"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let hash = node.task("a-industry-jobs")["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|n| n["file"]["hash"].as_str().map(str::to_string))
+        .unwrap();
+    let served = fivestar_tests::http_get_bytes(&hub.dashboard(), format!("/files/fangou/{hash}"));
+    assert!(served == bytes, "the hub holds the same bytes");
+}
