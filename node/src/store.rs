@@ -236,29 +236,7 @@ impl Store {
         now_ms: i64,
         edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
-        let identity = self.identity.clone();
-        let policy = self.policy.as_ref();
-        let writer = Writer::Device {
-            community: identity.community.clone(),
-            device: identity.device.clone(),
-        };
-        let outcome = self.docs.write(|txn| -> Result<Result<T, E>, StoreError> {
-            let mut doc = load_community(txn, &identity)?;
-            let before = doc.heads();
-            match edit(&mut doc) {
-                Ok(out) => {
-                    if let Some(policy) = policy {
-                        let new = doc.automerge().get_changes(&before);
-                        policy.check(&writer, doc.automerge(), &new)?;
-                    }
-                    txn.save(&identity.doc_id(), &before, doc.automerge(), now_ms)?;
-                    Ok(Ok(out))
-                }
-                Err(err) => Ok(Err(err)),
-            }
-        })?;
-        // A failed edit saved nothing, so its (empty) transaction commits nothing.
-        outcome
+        self.write_inner(now_ms, None, edit)
     }
 
     /// Applies `edit` like [`Store::write`], storing `file`'s bytes in the same
@@ -271,12 +249,22 @@ impl Store {
         bytes: &[u8],
         edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
+        self.write_inner(now_ms, Some((file, bytes)), edit)
+    }
+
+    fn write_inner<T, E>(
+        &mut self,
+        now_ms: i64,
+        file: Option<(&fivestar_core::FileRef, &[u8])>,
+        edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
+    ) -> Result<Result<T, E>, StoreError> {
         let identity = self.identity.clone();
         let policy = self.policy.as_ref();
         let writer = Writer::Device {
             community: identity.community.clone(),
             device: identity.device.clone(),
         };
+        // A failed edit saved nothing, so its (empty) transaction commits nothing.
         self.docs.write(|txn| -> Result<Result<T, E>, StoreError> {
             let mut doc = load_community(txn, &identity)?;
             let before = doc.heads();
@@ -286,20 +274,22 @@ impl Store {
                         let new = doc.automerge().get_changes(&before);
                         policy.check(&writer, doc.automerge(), &new)?;
                     }
-                    txn.sql()
-                        .execute(
-                            "INSERT OR IGNORE INTO files (sha256, name, mime, size, data, added_ms)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![
-                                file.hash,
-                                file.name,
-                                file.mime,
-                                i64::try_from(file.size).unwrap_or(i64::MAX),
-                                bytes,
-                                now_ms
-                            ],
-                        )
-                        .map_err(|e| txn.err(e))?;
+                    if let Some((file, bytes)) = file {
+                        txn.sql()
+                            .execute(
+                                "INSERT OR IGNORE INTO files (sha256, name, mime, size, data, added_ms)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                params![
+                                    file.hash,
+                                    file.name,
+                                    file.mime,
+                                    i64::try_from(file.size).unwrap_or(i64::MAX),
+                                    bytes,
+                                    now_ms
+                                ],
+                            )
+                            .map_err(|e| txn.err(e))?;
+                    }
                     txn.save(&identity.doc_id(), &before, doc.automerge(), now_ms)?;
                     Ok(Ok(out))
                 }

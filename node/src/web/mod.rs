@@ -662,30 +662,46 @@ struct TokenForm {
     csrf: String,
 }
 
+/// One write from the task page: the form's token and a signed-in clerk checked,
+/// `op` run on the store thread, then 已保存 and the task page (at `anchor`), or the
+/// page again with the fault beside the form's field and what was typed kept.
+#[allow(clippy::too_many_arguments)]
+async fn task_write(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    csrf: &str,
+    form: &'static str,
+    values: HashMap<&'static str, String>,
+    anchor: &str,
+    op: impl FnOnce(&Context, &mut Store, &Who, &str) -> Result<fivestar_core::Task, Fault>
+    + Send
+    + 'static,
+) -> Response {
+    let w = match writing(app, headers, csrf).await {
+        Ok(w) => w,
+        Err(response) => return response,
+    };
+    let (who, task) = (w.who.clone(), id.to_string());
+    match app.call(move |ctx, store| op(ctx, store, &who, &task)).await {
+        Ok(task) => saved(app, &w, &format!("/tasks/{}{anchor}", task.id)),
+        Err(fault) => {
+            refused(app, headers, id, pages::Refused::new(form, &fault, w.lang, values)).await
+        }
+    }
+}
+
 async fn done_task(
     State(app): State<App>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let w = match writing(&app, &headers, &form.csrf).await {
-        Ok(w) => w,
-        Err(response) => return response,
-    };
-    let (who, task) = (w.who.clone(), id.clone());
     let done = TaskEdit { status: Some(TaskStatus::Done), ..TaskEdit::default() };
-    match app.call(move |ctx, store| ops::edit(ctx, store, &who, &task, done)).await {
-        Ok(task) => saved(&app, &w, &format!("/tasks/{}", task.id)),
-        Err(fault) => {
-            refused(
-                &app,
-                &headers,
-                &id,
-                pages::Refused::new("edit", &fault, w.lang, HashMap::new()),
-            )
-            .await
-        }
-    }
+    task_write(&app, &headers, &id, &form.csrf, "edit", HashMap::new(), "", move |c, s, w, t| {
+        ops::edit(c, s, w, t, done)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -701,18 +717,11 @@ async fn fail_task(
     Path(id): Path<String>,
     Form(form): Form<TextForm>,
 ) -> Response {
-    let w = match writing(&app, &headers, &form.csrf).await {
-        Ok(w) => w,
-        Err(response) => return response,
-    };
-    let (who, task, text) = (w.who.clone(), id.clone(), form.text.clone());
-    match app.call(move |ctx, store| ops::fail(ctx, store, &who, &task, Some(&text))).await {
-        Ok(task) => saved(&app, &w, &format!("/tasks/{}", task.id)),
-        Err(fault) => {
-            let values = HashMap::from([("text", form.text)]);
-            refused(&app, &headers, &id, pages::Refused::new("fail", &fault, w.lang, values)).await
-        }
-    }
+    let (text, values) = (form.text.clone(), HashMap::from([("text", form.text)]));
+    task_write(&app, &headers, &id, &form.csrf, "fail", values, "", move |c, s, w, t| {
+        ops::fail(c, s, w, t, Some(&text))
+    })
+    .await
 }
 
 async fn add_note(
@@ -721,18 +730,11 @@ async fn add_note(
     Path(id): Path<String>,
     Form(form): Form<TextForm>,
 ) -> Response {
-    let w = match writing(&app, &headers, &form.csrf).await {
-        Ok(w) => w,
-        Err(response) => return response,
-    };
-    let (who, task, text) = (w.who.clone(), id.clone(), form.text.clone());
-    match app.call(move |ctx, store| ops::note(ctx, store, &who, &task, &text)).await {
-        Ok(task) => saved(&app, &w, &format!("/tasks/{}#notes", task.id)),
-        Err(fault) => {
-            let values = HashMap::from([("text", form.text)]);
-            refused(&app, &headers, &id, pages::Refused::new("note", &fault, w.lang, values)).await
-        }
-    }
+    let (text, values) = (form.text.clone(), HashMap::from([("text", form.text)]));
+    task_write(&app, &headers, &id, &form.csrf, "note", values, "#notes", move |c, s, w, t| {
+        ops::note(c, s, w, t, &text)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -747,23 +749,18 @@ async fn withdraw_note(
     Path(id): Path<String>,
     Form(form): Form<WithdrawForm>,
 ) -> Response {
-    let w = match writing(&app, &headers, &form.csrf).await {
-        Ok(w) => w,
-        Err(response) => return response,
-    };
-    let (who, task, number) = (w.who.clone(), id.clone(), form.number);
-    match app.call(move |ctx, store| ops::withdraw(ctx, store, &who, &task, number)).await {
-        Ok(task) => saved(&app, &w, &format!("/tasks/{}#notes", task.id)),
-        Err(fault) => {
-            refused(
-                &app,
-                &headers,
-                &id,
-                pages::Refused::new("note", &fault, w.lang, HashMap::new()),
-            )
-            .await
-        }
-    }
+    let number = form.number;
+    task_write(
+        &app,
+        &headers,
+        &id,
+        &form.csrf,
+        "note",
+        HashMap::new(),
+        "#notes",
+        move |c, s, w, t| ops::withdraw(c, s, w, t, number),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -779,24 +776,11 @@ async fn settle(
     Path(id): Path<String>,
     Form(form): Form<SettleForm>,
 ) -> Response {
-    let w = match writing(&app, &headers, &form.csrf).await {
-        Ok(w) => w,
-        Err(response) => return response,
-    };
-    let (who, task) = (w.who.clone(), id.clone());
-    let (field, value) = (form.field.clone(), form.value.clone());
-    match app.call(move |ctx, store| ops::settle(ctx, store, &who, &task, &field, &value)).await {
-        Ok(task) => saved(&app, &w, &format!("/tasks/{}", task.id)),
-        Err(fault) => {
-            refused(
-                &app,
-                &headers,
-                &id,
-                pages::Refused::new("settle", &fault, w.lang, HashMap::new()),
-            )
-            .await
-        }
-    }
+    let (field, value) = (form.field, form.value);
+    task_write(&app, &headers, &id, &form.csrf, "settle", HashMap::new(), "", move |c, s, w, t| {
+        ops::settle(c, s, w, t, &field, &value)
+    })
+    .await
 }
 
 /// Attaches a photo or document from the task page (a multipart form).
