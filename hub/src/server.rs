@@ -243,6 +243,12 @@ pub async fn spawn(config: HubConfig, data_dir: &Path) -> Result<HubHandle, Serv
             // A node needs one stream at a time (plus a query or two); the cap keeps
             // one connection from opening hundreds of sessions.
             .max_concurrent_streams(Some(16))
+            // What a connection may have in flight towards the hub: bounds the hub's
+            // memory per connection (an upload's chunks wait in these windows, not in
+            // memory that grows with the file), still ample for a sync message's
+            // frames on a slow link.
+            .initial_stream_window_size(Some(512 * 1024))
+            .initial_connection_window_size(Some(1024 * 1024))
             .add_service(service)
             .add_service(query)
             .add_service(health_service)

@@ -275,6 +275,11 @@ pub async fn upload_files(
                 // The note naming it has not reached the hub yet: the next pass.
                 continue;
             }
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                // A hub older than evidence files: they wait, nothing fails.
+                tracing::warn!("the hub does not take evidence files yet (upgrade it); files wait");
+                return Ok(report);
+            }
             Err(status) => return Err(status_error(hub, status)),
         };
         if !status.complete {

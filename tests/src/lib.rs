@@ -313,6 +313,11 @@ impl Hub {
         self.child = Some(child);
     }
 
+    /// The hub process's id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the hub with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

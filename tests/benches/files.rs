@@ -1,0 +1,111 @@
+//! Evidence-file upload at the district's scale: every community's node uploads a
+//! photo at once to a real `fivestar-hub serve` over mutual TLS on loopback.
+//! Reports throughput, the hub's CPU time and its peak memory for two file sizes,
+//! to show memory does not grow with the size of a file.
+//!
+//! Build the binaries first (release), then run:
+//!
+//! ```sh
+//! cargo build --release -p fivestar-hub -p fivestar-node
+//! cargo bench -p fivestar-tests --bench files            # 88 nodes, 1 and 8 MiB
+//! FIVESTAR_BENCH_NODES=20 cargo bench -p fivestar-tests --bench files
+//! ```
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use fivestar_core::Registry;
+use fivestar_tests::{Hub, NodeDir};
+
+/// Kernel clock ticks per second (the `/proc` unit of CPU time).
+const TICKS: f64 = 100.0;
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
+    (ticks(11) + ticks(12)) / TICKS
+}
+
+fn photo(mib: usize, seed: usize) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend(
+        (0..mib * 1024 * 1024 - 4).map(|i| ((i ^ seed).wrapping_mul(2_654_435_761) >> 11) as u8),
+    );
+    bytes
+}
+
+fn run(nodes: usize, mib: usize) {
+    let hub = Hub::started();
+    let pid = hub.pid().unwrap();
+    let registry = Registry::sample();
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    for (i, community) in registry.communities.iter().take(nodes).enumerate() {
+        let node = NodeDir::for_hub(&hub, &community.id, "d1");
+        let file = dir.path().join(format!("{i}.jpg"));
+        std::fs::write(&file, photo(mib, i)).unwrap();
+        node.ok(&["task", "attach", &community_task(community.kind), file.to_str().unwrap()]);
+        all.push(node);
+    }
+    let rss_before = proc_status(pid, "VmRSS:");
+    let cpu_before = cpu_seconds(pid);
+    let started = Instant::now();
+    let children: Vec<_> = all
+        .iter()
+        .map(|node| node.command(&["sync"]).stdout(std::process::Stdio::null()).spawn().unwrap())
+        .collect();
+    let mut peak = 0;
+    let mut children = children;
+    while started.elapsed() < Duration::from_secs(600) {
+        peak = peak.max(proc_status(pid, "VmRSS:"));
+        if children.iter_mut().all(|c| c.try_wait().ok().flatten().is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let waiting: u64 =
+        all.iter().map(|n| n.json(&["status"])["files_waiting"].as_u64().unwrap_or(1)).sum();
+    let bytes = (nodes * mib * 1024 * 1024) as f64;
+    println!(
+        "{nodes:>4} nodes x {mib:>2} MiB: {:>6.1} MiB in {wall:>5.1} s = {:>6.1} MiB/s; hub CPU {cpu:>5.1} s \
+         ({:.1} ms per MiB); hub RSS {} MiB before, peak {} MiB; files still waiting: {waiting}",
+        bytes / 1048576.0,
+        bytes / 1048576.0 / wall,
+        cpu * 1000.0 / (bytes / 1048576.0),
+        rss_before / 1024,
+        peak / 1024,
+    );
+}
+
+fn community_task(kind: fivestar_core::Kind) -> String {
+    match kind {
+        fivestar_core::Kind::Urban => "u-safety-grid".into(),
+        fivestar_core::Kind::Agricultural => "a-industry-jobs".into(),
+    }
+}
+
+fn main() {
+    let nodes =
+        std::env::var("FIVESTAR_BENCH_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(88);
+    for mib in [1, 8] {
+        run(nodes, mib);
+    }
+}
