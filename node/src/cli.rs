@@ -671,7 +671,12 @@ impl Node {
             Ok::<_, Fault>((report, files))
         })?;
         if json {
-            print_json(&json!({"documents": report, "files": files}));
+            // The round's figures at the top (as before files existed), the files beside.
+            let mut value = serde_json::to_value(&report).unwrap_or_default();
+            if let Some(map) = value.as_object_mut() {
+                map.insert("files".into(), json!(files));
+            }
+            print_json(&value);
         } else if lang == Lang::Zh {
             out!("已与 {} 同步：{report}。", ctx.config.hub);
             if files.completed + files.waiting > 0 {

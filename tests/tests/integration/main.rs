@@ -4,6 +4,7 @@
 // A failed unwrap in a test is a failed test, with its location: that is the point.
 #![allow(clippy::unwrap_used)]
 
+mod deploy;
 mod district;
 mod files;
 mod gate;
