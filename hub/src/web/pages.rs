@@ -523,7 +523,7 @@ pub fn community(v: &Visit, view: &CommunityView) -> Markup {
                     h2 { @if s.earned { "★ " } @else { "☆ " } (star.zh) }
                     p { strong { (format_points(s.score)) } " / 100 · " (t(v, "及格线 ", "pass ")) (format_points(s.pass_mark)) }
                     @if !s.lacks.is_empty() {
-                        ul.lacks { @for lack in &s.lacks { li { (lack_text(v.lang, lack, &view.tasks)) } } }
+                        ul.lacks { @for lack in &s.lacks { li { (lack_text(v.lang, lack, &view.tasks, &view.kind)) } } }
                     }
                 }
             }
@@ -548,7 +548,12 @@ pub fn community(v: &Visit, view: &CommunityView) -> Markup {
     layout(v, &c.name, "community", false, body)
 }
 
-fn lack_text(lang: Lang, lack: &fivestar_core::Lack, tasks: &[Task]) -> String {
+fn lack_text(
+    lang: Lang,
+    lack: &fivestar_core::Lack,
+    tasks: &[Task],
+    kind: &fivestar_core::KindStandard,
+) -> String {
     use fivestar_core::Lack;
     let title = |id: &str| {
         tasks.iter().find(|t| t.id == id).map(|t| t.title.clone()).unwrap_or(id.to_string())
@@ -565,7 +570,11 @@ fn lack_text(lang: Lang, lack: &fivestar_core::Lack, tasks: &[Task]) -> String {
             )
         }
         (Lang::Zh, Lack::Capstone { waiting_for }) => {
-            format!("须先评上其他各星（{}）", waiting_for.join("、"))
+            let names: Vec<String> = waiting_for
+                .iter()
+                .map(|k| kind.star(k).map(|s| s.zh.clone()).unwrap_or_else(|| k.clone()))
+                .collect();
+            format!("须先评上其他各星（{}）", names.join("、"))
         }
         (Lang::En, other) => other.to_string(),
     }

@@ -124,6 +124,10 @@ fn a_task_force_reviews_its_own_star_and_the_node_gets_both_verdicts() {
             community.contains("距及格线还差") && community.contains("缺少集体资产台账"),
             "{community}"
         );
+        assert!(
+            community.contains("须先评上其他各星（产业兴旺星"),
+            "star names, not keys: {community}"
+        );
         b.screenshot("desk-community-1280").await;
         b.resize(390, 844).await;
         for (path, name) in [
