@@ -687,32 +687,26 @@ impl CommunityDoc {
         if let Some(problem) = file.problem() {
             return Err(EditError::BadFile { problem });
         }
-        let obj = self.task_obj(id)?;
-        let notes = match self.doc.get(&obj, "notes")? {
-            Some((Value::Object(ObjType::List), notes)) => notes,
-            _ => {
-                return Err(EditError::Unreadable {
-                    id: id.to_string(),
-                    problems: format!("tasks/{id}/notes: is not a list"),
-                });
-            }
-        };
+        let notes = self.notes_obj(id)?;
         self.commit(stamp, "attach", |tx| insert_note_with(tx, &notes, text, Some(file), stamp))
+    }
+
+    /// The notes list of a task.
+    fn notes_obj(&self, id: &str) -> Result<ObjId, EditError> {
+        let obj = self.task_obj(id)?;
+        match self.doc.get(&obj, "notes")? {
+            Some((Value::Object(ObjType::List), notes)) => Ok(notes),
+            _ => Err(EditError::Unreadable {
+                id: id.to_string(),
+                problems: format!("tasks/{id}/notes: is not a list"),
+            }),
+        }
     }
 
     /// Appends an evidence note to a task.
     pub fn add_note(&mut self, id: &str, text: &str, stamp: &Stamp) -> Result<(), EditError> {
         check_text("note", text, true)?;
-        let obj = self.task_obj(id)?;
-        let notes = match self.doc.get(&obj, "notes")? {
-            Some((Value::Object(ObjType::List), notes)) => notes,
-            _ => {
-                return Err(EditError::Unreadable {
-                    id: id.to_string(),
-                    problems: format!("tasks/{id}/notes: is not a list"),
-                });
-            }
-        };
+        let notes = self.notes_obj(id)?;
         self.commit(stamp, "note", |tx| insert_note(tx, &notes, text, stamp))
     }
 

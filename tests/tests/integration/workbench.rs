@@ -180,6 +180,18 @@ fn a_clerks_first_day_in_the_browser_ends_all_saved_at_the_district() {
         }
         b.open(&bench.url("/tasks")).await;
         b.screenshot("workbench-tasks-768").await;
+        // And a phone.
+        b.resize(390, 844).await;
+        for (path, name) in [
+            ("/", "workbench-overview-390"),
+            ("/tasks", "workbench-tasks-390"),
+            ("/tasks/a-industry-jobs", "workbench-task-390"),
+        ] {
+            b.open(&bench.url(path)).await;
+            b.screenshot(name).await;
+            assert!(!b.overflows().await, "{path} fits a 390 px phone");
+        }
+        b.resize(768, 1024).await;
         b.open(&bench.url("/tasks/a-industry-jobs")).await;
         b.screenshot("workbench-task-768").await;
         let sheet = b.open(&bench.url("/print?star=industry")).await;
