@@ -13,6 +13,7 @@
 
 pub mod district;
 pub mod document;
+pub mod media;
 pub mod policy;
 pub mod ranking;
 pub mod registry;

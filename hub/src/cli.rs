@@ -98,6 +98,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Evidence files at the hub: what each community holds, and removing files no
+    /// document names any more.
+    #[command(subcommand)]
+    Files(FilesCommand),
     /// Write a consistent copy of the hub's database (safe while the hub runs).
     Backup {
         /// The file to write; it must not exist.
@@ -112,6 +116,27 @@ pub enum Command {
         /// A past snapshot instead of now (see `standings --at`).
         #[arg(long, value_parser = parse_time, value_name = "TIME")]
         at: Option<i64>,
+    },
+}
+
+/// `files` subcommands (safe while the hub runs).
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// Each community's evidence files: whole, still arriving, bytes, and its quota.
+    Usage {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the files (whole or partial) that no community document names. A file
+    /// any note names, withdrawn or not, is kept: notes are withdrawn, never deleted.
+    Gc {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -463,6 +488,7 @@ fn run_other(command: &Command, data_dir: &Path, config: &HubConfig) -> Result<(
         Command::Serve | Command::Pki(_) => Err(CliError::new("not an offline command")),
         Command::Review(args) => review(args, data_dir, config),
         Command::User(command) => user(command, data_dir, config),
+        Command::Files(command) => files(command, data_dir, config),
         Command::Standings(args) => {
             let mut store = open_store(data_dir, config)?;
             let view = standings_view(&mut store, config, args.at, args.since)?;
@@ -887,6 +913,71 @@ fn read_password(what: &str) -> Result<String, CliError> {
         return Err(CliError::new("a password needs at least 10 characters; nothing was changed"));
     }
     Ok(password)
+}
+
+fn files(command: &FilesCommand, data_dir: &Path, config: &HubConfig) -> Result<(), CliError> {
+    let mut store = open_store(data_dir, config)?;
+    let quota = config.limits.file_quota_bytes_per_community;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    match command {
+        FilesCommand::Usage { json } => {
+            let usage = store.file_usage().map_err(CliError::new)?;
+            if *json {
+                let rows: Vec<serde_json::Value> = usage
+                    .iter()
+                    .map(|u| {
+                        let mut v = serde_json::to_value(u).unwrap_or_default();
+                        if let Some(m) = v.as_object_mut() {
+                            m.insert("quota_bytes".into(), quota.into());
+                        }
+                        v
+                    })
+                    .collect();
+                out!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                return Ok(());
+            }
+            if usage.is_empty() {
+                out!("No evidence files at the hub yet.");
+                return Ok(());
+            }
+            let mut table = report::grid(&["Community", "Whole", "Arriving", "Size", "Of quota"]);
+            for u in &usage {
+                let share = (u.bytes * 100).checked_div(quota).unwrap_or(0);
+                table.add_row(vec![
+                    u.community.clone(),
+                    u.complete.to_string(),
+                    u.partial.to_string(),
+                    mib(u.bytes),
+                    format!("{share}% of {}", mib(quota)),
+                ]);
+            }
+            out!("{table}");
+        }
+        FilesCommand::Gc { dry_run, json } => {
+            let collected = store.collect_files(*dry_run).map_err(CliError::new)?;
+            if *json {
+                let value = serde_json::json!({
+                    "dry_run": dry_run,
+                    "files": collected.files.iter().map(|(c, h, b)| serde_json::json!({
+                        "community": c, "sha256": h, "bytes": b
+                    })).collect::<Vec<_>>(),
+                    "bytes": collected.bytes,
+                });
+                out!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+                return Ok(());
+            }
+            for (community, hash, bytes) in &collected.files {
+                out!("{community}  {hash}  {}", mib(*bytes));
+            }
+            let verb = if *dry_run { "Would delete" } else { "Deleted" };
+            out!(
+                "{verb} {} file(s) no document names, {}. Every file a note names is kept.",
+                collected.files.len(),
+                mib(collected.bytes)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn user(command: &UserCommand, data_dir: &Path, config: &HubConfig) -> Result<(), CliError> {

@@ -23,4 +23,5 @@ pub mod session;
 pub mod slots;
 pub mod status;
 pub mod store;
+pub mod thumbs;
 pub mod web;

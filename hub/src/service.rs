@@ -137,6 +137,11 @@ impl SyncApi for SyncService {
                     if p.complete {
                         metrics::counter!(crate::observe::FILES_COMPLETE).increment(1);
                         tracing::info!(%community, sha256 = %chunk.sha256, bytes = p.size, "evidence file complete");
+                        crate::thumbs::spawn_make(
+                            self.shared.store.clone(),
+                            community.clone(),
+                            chunk.sha256.clone(),
+                        );
                     }
                     progress = Some(p);
                 }

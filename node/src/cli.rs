@@ -501,6 +501,7 @@ fn init(data_dir: &Path, args: InitArgs, lang: Lang) -> Result<(), Fault> {
         },
         sync: crate::config::SyncSettings::default(),
         ui: crate::config::UiSettings::default(),
+        files: crate::config::FileSettings::default(),
     };
     // The configuration is written last: its presence means "set up".
     write_file(&config_path, &config.to_toml())?;
@@ -662,13 +663,9 @@ impl Node {
         let runtime = Node::runtime()?;
         let (report, files) = runtime.block_on(async {
             let store = Node::store_thread(store)?;
-            let report = crate::sync::sync_once(&store, &ctx.config, &ctx.data_dir)
+            crate::sync::sync_and_upload(&store, &ctx.config, &ctx.data_dir)
                 .await
-                .map_err(sync_error)?;
-            let files = crate::sync::upload_files_once(&store, &ctx.config, &ctx.data_dir)
-                .await
-                .map_err(sync_error)?;
-            Ok::<_, Fault>((report, files))
+                .map_err(sync_error)
         })?;
         if json {
             // The round's figures at the top (as before files existed), the files beside.

@@ -40,6 +40,29 @@ pub struct NodeConfig {
     /// The clerks' web interface.
     #[serde(default)]
     pub ui: UiSettings,
+    /// Evidence files attached to tasks.
+    #[serde(default)]
+    pub files: FileSettings,
+}
+
+/// Evidence files attached to tasks (all optional).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSettings {
+    /// The largest file a clerk may attach, bytes (20 MiB; keep it at or under the
+    /// hub's `max_file_bytes`).
+    pub max_bytes: u64,
+    /// Photos (JPEG, PNG) whose longest side is over this many pixels are made that
+    /// size when attached, before they are saved and sent: a 12-megapixel phone photo
+    /// of 4 MB becomes about 0.5 MB at 2048. The original's camera data (EXIF) is not
+    /// kept. 0 keeps photos as they are (the default: the district decides).
+    pub photo_max_side: u32,
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        FileSettings { max_bytes: 20 * 1024 * 1024, photo_max_side: 0 }
+    }
 }
 
 /// The clerks' web interface (`fivestar-node ui`, and `run`).

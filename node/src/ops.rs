@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{NaiveDate, Utc};
 use fivestar_core::document::{Conflict, HistoryEntry, NewTask};
+use fivestar_core::media;
 use fivestar_core::{
     CommunityDoc, CommunityScore, EditError, KindStandard, Policy, Problem, Stamp, Standard, Task,
     TaskEdit, TaskStatus, score,
@@ -471,8 +472,11 @@ pub fn note(
     })
 }
 
-/// The largest file a clerk may attach, bytes (the hub's default limit).
-pub const MAX_ATTACH_BYTES: u64 = 20 * 1024 * 1024;
+/// A size in MB with one decimal under 10 (`4.5 MB`, `20 MB`).
+pub fn megabytes(bytes: u64) -> String {
+    let mb = bytes as f64 / (1024.0 * 1024.0);
+    if mb < 10.0 { format!("{mb:.1} MB") } else { format!("{mb:.0} MB") }
+}
 
 /// What a file is, from its first bytes and its name: one of the types evidence may
 /// be, or `None`.
@@ -513,7 +517,10 @@ pub fn file_type(bytes: &[u8], name: &str) -> Option<&'static str> {
 }
 
 /// Attaches a file to a task as an evidence note: the note and the file's bytes are
-/// saved in one transaction; the file goes to the district at the next sync.
+/// saved in one transaction; the file goes to the district at the next sync. A photo
+/// longer than `[files] photo_max_side` is made that size first, and gets a preview
+/// for lists. A photo that cannot be decoded is kept as it is, without a preview
+/// (it is still evidence; the reviewer opens it).
 pub fn attach(
     ctx: &Context,
     store: &mut Store,
@@ -532,17 +539,18 @@ pub fn attach(
         )
         .on("file"));
     }
-    if bytes.len() as u64 > MAX_ATTACH_BYTES {
+    let limit = ctx.config.files.max_bytes;
+    if bytes.len() as u64 > limit {
         return Err(Fault::said(
             format!(
-                "文件“{name}”有 {} MB，超过了 {} MB 的上限",
-                bytes.len() >> 20,
-                MAX_ATTACH_BYTES >> 20
+                "文件“{name}”有 {}，超过了 {} 的上限",
+                megabytes(bytes.len() as u64),
+                megabytes(limit)
             ),
             format!(
-                "the file {name:?} is {} MiB, over the limit of {} MiB",
-                bytes.len() >> 20,
-                MAX_ATTACH_BYTES >> 20
+                "the file {name:?} is {}, over the limit of {}",
+                megabytes(bytes.len() as u64),
+                megabytes(limit)
             ),
         )
         .on("file"));
@@ -554,6 +562,21 @@ pub fn attach(
         )
         .on("file")
     })?;
+    let shrunk = match media::shrink(bytes, mime, ctx.config.files.photo_max_side) {
+        Ok(shrunk) => shrunk,
+        Err(err) => {
+            tracing::warn!(file = %name, error = %err, "photo kept as it is");
+            None
+        }
+    };
+    let bytes = shrunk.as_deref().unwrap_or(bytes);
+    let thumb = if media::decodable(mime) {
+        media::thumbnail(bytes, mime)
+            .map_err(|err| tracing::warn!(file = %name, error = %err, "no preview"))
+            .ok()
+    } else {
+        None
+    };
     let file = fivestar_core::FileRef {
         hash: hex::encode(sha2::Sha256::digest(bytes)),
         name: name.clone(),
@@ -562,12 +585,17 @@ pub fn attach(
     };
     let stamp = who.stamp(ctx);
     let caption = caption.trim().to_string();
-    let task =
-        store.write_with_file(stamp.at_ms, &file, bytes, |doc| -> Result<Task, Fault> {
+    let task = store.write_with_file(
+        stamp.at_ms,
+        &file,
+        bytes,
+        thumb.as_deref(),
+        |doc| -> Result<Task, Fault> {
             let id = resolve_id(doc, id)?;
             doc.add_file_note(&id, &caption, &file, &stamp)?;
             Ok(doc.task(&id)?)
-        })??;
+        },
+    )??;
     Ok(task)
 }
 

@@ -63,6 +63,11 @@ const NODE_MIGRATIONS: &[&str] = &[
          added_ms INTEGER NOT NULL,
          at_hub_ms INTEGER
      ) STRICT;",
+    // 5: a photo's preview for lists, and how far its upload went (bytes the hub
+    // holds, as of when).
+    "ALTER TABLE files ADD COLUMN thumb BLOB;
+     ALTER TABLE files ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE files ADD COLUMN sent_ms INTEGER;",
 ];
 
 /// The node's database schema.
@@ -70,6 +75,38 @@ pub const SCHEMA: Schema =
     Schema { kind: "fivestar node", component: "node", migrations: NODE_MIGRATIONS };
 
 pub use fivestar_core::document::{DISTRICT_DOC_ID as DISTRICT_DOC, community_doc_id};
+
+/// Where a stored file stands on its way to the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileState {
+    /// Its size.
+    pub size: u64,
+    /// Bytes the latest upload pass had sent (the hub holds them, or they were in
+    /// flight).
+    pub sent: u64,
+    /// When `sent` was last recorded.
+    pub sent_ms: Option<i64>,
+    /// When the hub confirmed it whole.
+    pub at_hub_ms: Option<i64>,
+    /// Whether it has a preview.
+    pub has_thumb: bool,
+}
+
+impl FileState {
+    /// Whether an upload is under way: bytes recorded within the last 30 seconds.
+    pub fn uploading(&self, now_ms: i64) -> bool {
+        self.at_hub_ms.is_none() && self.sent_ms.is_some_and(|t| now_ms - t < 30_000)
+    }
+
+    /// How far the upload went, in whole percent (100 once the hub holds it).
+    pub fn percent(&self) -> u64 {
+        if self.at_hub_ms.is_some() {
+            100
+        } else {
+            (self.sent * 100).checked_div(self.size).unwrap_or(0).min(99)
+        }
+    }
+}
 
 /// The peer name a node keeps its sync states under.
 pub const HUB_PEER: &str = "hub";
@@ -239,23 +276,25 @@ impl Store {
         self.write_inner(now_ms, None, edit)
     }
 
-    /// Applies `edit` like [`Store::write`], storing `file`'s bytes in the same
-    /// transaction: the note that names a file and the file are saved together or
-    /// not at all.
+    /// Applies `edit` like [`Store::write`], storing `file`'s bytes (and a photo's
+    /// preview) in the same transaction: the note that names a file and the file are
+    /// saved together or not at all.
     pub fn write_with_file<T, E>(
         &mut self,
         now_ms: i64,
         file: &fivestar_core::FileRef,
         bytes: &[u8],
+        thumb: Option<&[u8]>,
         edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
-        self.write_inner(now_ms, Some((file, bytes)), edit)
+        self.write_inner(now_ms, Some((file, bytes, thumb)), edit)
     }
 
+    #[allow(clippy::type_complexity)]
     fn write_inner<T, E>(
         &mut self,
         now_ms: i64,
-        file: Option<(&fivestar_core::FileRef, &[u8])>,
+        file: Option<(&fivestar_core::FileRef, &[u8], Option<&[u8]>)>,
         edit: impl FnOnce(&mut CommunityDoc) -> Result<T, E>,
     ) -> Result<Result<T, E>, StoreError> {
         let identity = self.identity.clone();
@@ -274,18 +313,19 @@ impl Store {
                         let new = doc.automerge().get_changes(&before);
                         policy.check(&writer, doc.automerge(), &new)?;
                     }
-                    if let Some((file, bytes)) = file {
+                    if let Some((file, bytes, thumb)) = file {
                         txn.sql()
                             .execute(
-                                "INSERT OR IGNORE INTO files (sha256, name, mime, size, data, added_ms)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                "INSERT OR IGNORE INTO files (sha256, name, mime, size, data, added_ms, thumb)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                                 params![
                                     file.hash,
                                     file.name,
                                     file.mime,
                                     i64::try_from(file.size).unwrap_or(i64::MAX),
                                     bytes,
-                                    now_ms
+                                    now_ms,
+                                    thumb
                                 ],
                             )
                             .map_err(|e| txn.err(e))?;
@@ -349,6 +389,56 @@ impl Store {
             .map_err(|e| StoreError::from(self.docs.err(e)))
     }
 
+    /// A photo's preview (JPEG), if it has one.
+    pub fn file_thumb(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .docs
+            .conn()
+            .query_row("SELECT thumb FROM files WHERE sha256 = ?1", [sha256], |r| {
+                r.get::<_, Option<Vec<u8>>>(0)
+            })
+            .optional()
+            .map_err(|e| self.docs.err(e))?
+            .flatten())
+    }
+
+    /// Records how far a file's upload went: `bytes` are at the hub (or on their
+    /// way there), as of `now_ms`.
+    pub fn file_sent(&self, sha256: &str, bytes: u64, now_ms: i64) -> Result<(), StoreError> {
+        self.docs
+            .conn()
+            .execute(
+                "UPDATE files SET sent = ?2, sent_ms = ?3 WHERE sha256 = ?1",
+                params![sha256, i64::try_from(bytes).unwrap_or(i64::MAX), now_ms],
+            )
+            .map_err(|e| self.docs.err(e))?;
+        Ok(())
+    }
+
+    /// Where every stored file stands on its way to the hub, by hash.
+    pub fn file_states(&self) -> Result<HashMap<String, FileState>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare("SELECT sha256, size, sent, sent_ms, at_hub_ms, thumb IS NOT NULL FROM files")
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    FileState {
+                        size: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        sent: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                        sent_ms: r.get(3)?,
+                        at_hub_ms: r.get(4)?,
+                        has_thumb: r.get(5)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.docs.err(e))?;
+        Ok(rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?)
+    }
+
     /// The hashes of the stored files the hub holds whole.
     pub fn files_at_hub(&self) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut stmt = self
@@ -364,7 +454,10 @@ impl Store {
     pub fn file_at_hub(&self, sha256: &str, now_ms: i64) -> Result<(), StoreError> {
         self.docs
             .conn()
-            .execute("UPDATE files SET at_hub_ms = ?2 WHERE sha256 = ?1", params![sha256, now_ms])
+            .execute(
+                "UPDATE files SET at_hub_ms = ?2, sent = size, sent_ms = ?2 WHERE sha256 = ?1",
+                params![sha256, now_ms],
+            )
             .map_err(|e| self.docs.err(e))?;
         Ok(())
     }

@@ -244,6 +244,32 @@ pub async fn sync_once(
     result
 }
 
+/// One session that runs one round, then uploads the evidence files the hub lacks
+/// over the same connection, and ends: `fivestar-node sync`.
+pub async fn sync_and_upload(
+    store: &StoreThread<Store>,
+    config: &NodeConfig,
+    data_dir: &Path,
+) -> Result<(RoundReport, FilesReport), SyncError> {
+    let attempt = store.call(|s| s.sync_started(now_ms())).await??;
+    let mut files = None;
+    let result = async {
+        let mut session = open_session(store, config, data_dir).await?;
+        let result = session.round().await;
+        if result.is_ok() {
+            let client = session.client.clone();
+            let upload = config.sync.upload_bytes_per_second;
+            files = Some(upload_files(store, client, &config.hub, upload).await);
+        }
+        session.close(CLOSE_WAIT).await;
+        result
+    }
+    .await;
+    finish(store, attempt, result.as_ref()).await;
+    let report = result?;
+    Ok((report, files.unwrap_or_else(|| Ok(FilesReport::default()))?))
+}
+
 /// Evidence files sent by an upload pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FilesReport {
@@ -287,6 +313,8 @@ pub async fn upload_files(
             let (tx, rx) = mpsc::channel::<FileChunk>(2);
             let (reader, name) = (store.clone(), hash.clone());
             let start = status.received;
+            let h = hash.clone();
+            call(store, move |s| s.file_sent(&h, start, now_ms())).await?;
             let feeder = tokio::spawn(async move {
                 let mut offset = start;
                 let mut sent = 0u64;
@@ -313,6 +341,10 @@ pub async fn upload_files(
                     if tx.send(chunk).await.is_err() {
                         break;
                     }
+                    // How far it went, for the clerk's page (the hub's own count
+                    // decides where the next pass resumes).
+                    let h = name.clone();
+                    let _ = reader.call(move |s| s.file_sent(&h, offset, now_ms())).await;
                     if bytes_per_second > 0 {
                         tokio::time::sleep(Duration::from_secs_f64(
                             len as f64 / bytes_per_second as f64,
@@ -351,16 +383,24 @@ pub async fn upload_files(
 /// One upload pass at a time in the daemon.
 static UPLOADING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Starts an upload pass beside the session when files wait and none runs: the
-/// documents' rounds never wait for a file.
-fn spawn_upload(store: &StoreThread<Store>, config: &NodeConfig, data_dir: &Path) {
+/// Starts an upload pass beside the session when files wait and none runs, on the
+/// session's own connection (HTTP/2 streams of their own): the documents' rounds
+/// never wait for a file.
+fn spawn_upload(store: &StoreThread<Store>, config: &NodeConfig, client: SyncClient<Channel>) {
     use std::sync::atomic::Ordering;
     if UPLOADING.swap(true, Ordering::SeqCst) {
         return;
     }
-    let (store, config, data_dir) = (store.clone(), config.clone(), data_dir.to_path_buf());
+    let (store, hub, rate) =
+        (store.clone(), config.hub.clone(), config.sync.upload_bytes_per_second);
     tokio::spawn(async move {
-        match upload_files_once(&store, &config, &data_dir).await {
+        let pass = async {
+            if call(&store, |s| s.files_waiting()).await?.is_empty() {
+                return Ok(FilesReport::default());
+            }
+            upload_files(&store, client, &hub, rate).await
+        };
+        match pass.await {
             Ok(report) if report.completed > 0 || report.waiting > 0 => {
                 tracing::info!(
                     completed = report.completed,
@@ -374,20 +414,6 @@ fn spawn_upload(store: &StoreThread<Store>, config: &NodeConfig, data_dir: &Path
         }
         UPLOADING.store(false, Ordering::SeqCst);
     });
-}
-
-/// Connects and uploads the waiting evidence files (`fivestar-node sync`, and the
-/// daemon after a round).
-pub async fn upload_files_once(
-    store: &StoreThread<Store>,
-    config: &NodeConfig,
-    data_dir: &Path,
-) -> Result<FilesReport, SyncError> {
-    if call(store, |s| s.files_waiting()).await?.is_empty() {
-        return Ok(FilesReport::default());
-    }
-    let client = connect(config, data_dir).await?;
-    upload_files(store, client, &config.hub, config.sync.upload_bytes_per_second).await
 }
 
 /// How long a node that ends a session waits for the hub to end its side.
@@ -593,7 +619,7 @@ async fn run_connected(
             return Err((err, settled));
         }
         settled = true;
-        spawn_upload(store, config, data_dir);
+        spawn_upload(store, config, session.client.clone());
         // The heartbeat counts from the last round. The database is checked at once:
         // an edit saved after the round's last turn read the documents (while the hub
         // was answering it) starts the next round now, not at the heartbeat.
@@ -733,6 +759,8 @@ enum Event {
 }
 
 struct Session {
+    /// The connection's client: evidence files go up on it beside the session.
+    client: SyncClient<Channel>,
     store: StoreThread<Store>,
     out: mpsc::Sender<NodeFrame>,
     inbound: Streaming<HubFrame>,
@@ -755,7 +783,7 @@ struct Session {
 
 impl Session {
     async fn open(
-        mut client: SyncClient<Channel>,
+        client: SyncClient<Channel>,
         store: StoreThread<Store>,
         config: &NodeConfig,
     ) -> Result<Session, SyncError> {
@@ -774,6 +802,7 @@ impl Session {
             .await
             .map_err(|_| SyncError::Protocol("cannot queue Hello".into()))?;
         let response = client
+            .clone()
             .session(ReceiverStream::new(frames))
             .await
             .map_err(|status| status_error(&config.hub, status))?;
@@ -810,6 +839,7 @@ impl Session {
             .await??;
         tracing::info!(documents = docs.len(), "connected to the hub");
         Ok(Session {
+            client,
             store,
             out,
             inbound,

@@ -431,3 +431,25 @@ pub fn promtool_check_metrics(text: &str) -> (bool, String) {
     );
     (output.status.success(), said)
 }
+
+/// A real photo: `width` × `height` pixels of noise over a gradient (noise keeps
+/// JPEG from compressing it to nothing, as a camera's sensor does).
+pub fn photo(width: u32, height: u32) -> Vec<u8> {
+    let mut seed = 0x2545_f491u32;
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let n = seed & 0x3f;
+        image::Rgb([
+            ((x * 190 / width) + n) as u8,
+            ((y * 190 / height) + n) as u8,
+            (((x + y) * 95 / (width + height)) + n) as u8,
+        ])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(picture)
+        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92))
+        .expect("a JPEG encodes");
+    out
+}

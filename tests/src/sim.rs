@@ -330,6 +330,7 @@ fn create_node(
             ..SyncSettings::default()
         },
         ui: fivestar_node::config::UiSettings { listen: String::new(), ..Default::default() },
+        files: fivestar_node::config::FileSettings::default(),
     };
     Store::create(&node_dir.join("node.db"), &community.id, "d1", now_ms())
         .map_err(|e| fail(&e))?;

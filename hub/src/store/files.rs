@@ -23,6 +23,28 @@ pub struct FileProgress {
     pub complete: bool,
 }
 
+/// What a collection of unreferenced files removed (or would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Collected {
+    /// Files (whole or partial) no document names, as (community, SHA-256, bytes).
+    pub files: Vec<(String, String, u64)>,
+    /// Their bytes in all.
+    pub bytes: u64,
+}
+
+/// A community's evidence files at the hub.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// The community.
+    pub community: String,
+    /// Files held whole.
+    pub complete: u64,
+    /// Files still arriving.
+    pub partial: u64,
+    /// Bytes they take (partial files count at their full size, as the quota does).
+    pub bytes: u64,
+}
+
 /// Why a file or a chunk was refused. Nothing of it was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -210,6 +232,140 @@ impl HubStore {
             true => Ok(FileProgress { received: end, size: file.size, complete }),
             false => Err(FileError::FileMismatch),
         }
+    }
+
+    /// A photo's preview: `None` when none was made yet, `Some(None)` when the photo
+    /// could not be decoded.
+    pub fn file_thumb(
+        &self,
+        community: &str,
+        sha256: &str,
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        self.docs
+            .conn()
+            .query_row(
+                "SELECT thumb FROM file_thumbs WHERE community = ?1 AND sha256 = ?2",
+                params![community, sha256],
+                |r| r.get::<_, Option<Vec<u8>>>(0),
+            )
+            .optional()
+            .map_err(|e| self.docs.err(e))
+    }
+
+    /// Keeps a photo's preview (`None`: it could not be decoded).
+    pub fn save_file_thumb(
+        &mut self,
+        community: &str,
+        sha256: &str,
+        thumb: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let key = (community.to_string(), sha256.to_string());
+        self.docs.write(|txn| -> Result<(), StoreError> {
+            txn.sql()
+                .execute(
+                    "INSERT OR REPLACE INTO file_thumbs (community, sha256, thumb) VALUES (?1, ?2, ?3)",
+                    params![key.0, key.1, thumb],
+                )
+                .map_err(|e| txn.err(e))?;
+            Ok(())
+        })?
+    }
+
+    /// Every community's evidence files at the hub, by community.
+    pub fn file_usage(&self) -> Result<Vec<Usage>, StoreError> {
+        let mut stmt = self
+            .docs
+            .conn()
+            .prepare(
+                "SELECT community, SUM(complete), SUM(1 - complete), SUM(size)
+                 FROM files GROUP BY community ORDER BY community",
+            )
+            .map_err(|e| self.docs.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Usage {
+                    community: r.get(0)?,
+                    complete: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    partial: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    bytes: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                })
+            })
+            .map_err(|e| self.docs.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))
+    }
+
+    /// Finds the files (whole or partial) that no document names any more, and
+    /// unless `dry_run`, deletes them with their chunks and previews: one
+    /// transaction per community, each deciding from that community's document as
+    /// it stands inside the transaction's turn on the store thread, so a note naming
+    /// a file that arrives meanwhile keeps it. A file any note names, withdrawn or
+    /// not, is never collected: notes are withdrawn, never deleted.
+    pub fn collect_files(&mut self, dry_run: bool) -> Result<Collected, StoreError> {
+        let communities: Vec<String> = {
+            let mut stmt = self
+                .docs
+                .conn()
+                .prepare("SELECT DISTINCT community FROM files ORDER BY community")
+                .map_err(|e| self.docs.err(e))?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.docs.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?
+        };
+        let mut out = Collected::default();
+        for community in communities {
+            let named: std::collections::HashSet<String> = match self.community(&community)? {
+                Some(doc) => doc
+                    .read()
+                    .0
+                    .into_iter()
+                    .flat_map(|t| t.notes)
+                    .filter_map(|n| n.file.map(|f| f.hash))
+                    .collect(),
+                None => Default::default(),
+            };
+            let held: Vec<(String, u64)> = {
+                let mut stmt = self
+                    .docs
+                    .conn()
+                    .prepare("SELECT sha256, size FROM files WHERE community = ?1")
+                    .map_err(|e| self.docs.err(e))?;
+                let rows = stmt
+                    .query_map([&community], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        ))
+                    })
+                    .map_err(|e| self.docs.err(e))?;
+                rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?
+            };
+            let orphans: Vec<(String, u64)> =
+                held.into_iter().filter(|(hash, _)| !named.contains(hash)).collect();
+            if orphans.is_empty() {
+                continue;
+            }
+            if !dry_run {
+                self.docs.write(|txn| -> Result<(), StoreError> {
+                    let sql = txn.sql();
+                    for (hash, _) in &orphans {
+                        for table in ["file_chunks", "file_thumbs", "files"] {
+                            sql.execute(
+                                &format!(
+                                    "DELETE FROM {table} WHERE community = ?1 AND sha256 = ?2"
+                                ),
+                                params![community, hash],
+                            )
+                            .map_err(|e| txn.err(e))?;
+                        }
+                    }
+                    Ok(())
+                })??;
+            }
+            for (hash, size) in orphans {
+                out.bytes += size;
+                out.files.push((community.clone(), hash, size));
+            }
+        }
+        Ok(out)
     }
 
     /// The bytes of a complete file, for the review desk.

@@ -103,6 +103,13 @@ const HUB_MIGRATIONS: &[&str] = &[
          data BLOB NOT NULL,
          PRIMARY KEY (community, sha256, offset)
      ) STRICT;",
+    // 6: previews of evidence photos (NULL: the photo could not be decoded).
+    "CREATE TABLE file_thumbs (
+         community TEXT NOT NULL,
+         sha256 TEXT NOT NULL,
+         thumb BLOB,
+         PRIMARY KEY (community, sha256)
+     ) STRICT;",
 ];
 
 /// The hub's database schema.

@@ -125,6 +125,7 @@ fn router(app: App) -> Router {
         .route("/review/{community}/{task}", get(task_page).post(decide))
         .route("/community/{id}", get(community_page))
         .route("/files/{community}/{hash}", get(evidence_file))
+        .route("/files/{community}/{hash}/thumb", get(evidence_thumb))
         .route("/progress", get(progress_page))
         .route("/standings.csv", get(standings_csv))
         .route("/standings.xlsx", get(standings_xlsx))
@@ -644,13 +645,25 @@ async fn queue(
         .call(move |s| {
             let mut cache = touched.lock().unwrap_or_else(|e| e.into_inner());
             let items = desk::queue(s, &mut cache, &role, &filter)?;
-            Ok::<_, fivestar_store::StoreError>((items, s.registry().clone()))
+            // Which of the listed tasks' files are at the hub, for their previews.
+            let mut files_here = std::collections::HashSet::new();
+            for item in &items {
+                for f in item.task.notes.iter().filter_map(|n| n.file.as_ref()) {
+                    // At the hub, and not a photo known to have no preview.
+                    if s.file_progress(&item.community, &f.hash, f.size)?.complete
+                        && s.file_thumb(&item.community, &f.hash)? != Some(None)
+                    {
+                        files_here.insert((item.community.clone(), f.hash.clone()));
+                    }
+                }
+            }
+            Ok::<_, fivestar_store::StoreError>((items, s.registry().clone(), files_here))
         })
         .await;
     match result {
-        Ok(Ok((items, registry))) => v.page(
+        Ok(Ok((items, registry, files_here))) => v.page(
             StatusCode::OK,
-            pages::queue(&v.visit, &account, &items, &registry, &q),
+            pages::queue(&v.visit, &account, &items, &registry, &q, &files_here),
             web.https,
         ),
         Ok(Err(err)) => failure(err),
@@ -671,6 +684,8 @@ pub struct TaskView {
     pub history: Vec<(fivestar_core::HistoryEntry, Option<(String, i64)>)>,
     /// The evidence files the hub holds whole, by SHA-256.
     pub files_here: std::collections::HashSet<String>,
+    /// Photos among them the hub could not decode for a preview.
+    pub no_preview: std::collections::HashSet<String>,
 }
 
 async fn load_task(web: &Web, community: String, task: String) -> Result<Option<TaskView>, String> {
@@ -696,12 +711,23 @@ async fn load_task(web: &Web, community: String, task: String) -> Result<Option<
                 .map(|st| st.zh.clone())
                 .unwrap_or_else(|| task.star.clone());
             let mut files_here = std::collections::HashSet::new();
+            let mut no_preview = std::collections::HashSet::new();
             for f in task.notes.iter().filter_map(|n| n.file.as_ref()) {
                 if s.file_progress(&community, &f.hash, f.size)?.complete {
                     files_here.insert(f.hash.clone());
+                    if s.file_thumb(&community, &f.hash)? == Some(None) {
+                        no_preview.insert(f.hash.clone());
+                    }
                 }
             }
-            Ok(Some(TaskView { community: entry, task, star_name, history, files_here }))
+            Ok(Some(TaskView {
+                community: entry,
+                task,
+                star_name,
+                history,
+                files_here,
+                no_preview,
+            }))
         })
         .await
         .map_err(|e| e.to_string())?
@@ -859,6 +885,32 @@ async fn evidence_file(
             (StatusCode::NOT_FOUND, "the hub does not hold this file (yet)").into_response()
         }
         Ok(Err(err)) => failure(err),
+        Err(err) => failure(err),
+    }
+}
+
+/// A photo's preview, made on first request if it was not made on arrival.
+async fn evidence_thumb(
+    State(web): State<App>,
+    headers: HeaderMap,
+    Path((community, hash)): Path<(String, String)>,
+) -> Response {
+    if let Err(to) = signed_in(&web, &headers).await {
+        return to;
+    }
+    match crate::thumbs::preview(&web.store, &community, &hash).await {
+        Ok(Some(bytes)) => {
+            let mut response = bytes.into_response();
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+            // Content-addressed: a hash's preview never changes.
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=31536000, immutable"),
+            );
+            response
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no preview of this file").into_response(),
         Err(err) => failure(err),
     }
 }

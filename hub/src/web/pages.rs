@@ -294,6 +294,7 @@ pub fn queue(
     items: &[QueueItem],
     registry: &Registry,
     q: &QueueQuery,
+    files_here: &std::collections::HashSet<(String, String)>,
 ) -> Markup {
     let body = html! {
         h1 {
@@ -340,7 +341,10 @@ pub fn queue(
                             td { (since_text(v, item.since_seconds)) }
                             td { (item.community_name) br; small.muted { (item.subdistrict_name) } }
                             td { (item.star_name) }
-                            td { a href={"/review/" (item.community) "/" (item.task.id)} { (item.task.title) } }
+                            td {
+                                a href={"/review/" (item.community) "/" (item.task.id)} { (item.task.title) }
+                                (previews(v, &item.community, &item.task, files_here))
+                            }
                             td { (status_zh(v.lang, item.task.status)) " " (item.task.effective_progress()) "%" }
                             td { @match item.waiting {
                                 Waiting::Done => { (t(v, "已完成待审", "done")) }
@@ -353,6 +357,43 @@ pub fn queue(
         }
     };
     layout(v, t(v, "待审核", "Review queue"), "review", false, body)
+}
+
+/// Small previews of a task's photos that are at the hub (at most three), and how
+/// many files its notes carry in all.
+fn previews(
+    v: &Visit,
+    community: &str,
+    task: &fivestar_core::Task,
+    files_here: &std::collections::HashSet<(String, String)>,
+) -> Markup {
+    let attached: Vec<&fivestar_core::FileRef> = task
+        .notes
+        .iter()
+        .filter(|n| n.withdrawn.is_none())
+        .filter_map(|n| n.file.as_ref())
+        .collect();
+    let shown: Vec<&&fivestar_core::FileRef> = attached
+        .iter()
+        .filter(|f| fivestar_core::media::decodable(&f.mime))
+        .filter(|f| files_here.contains(&(community.to_string(), f.hash.clone())))
+        .take(3)
+        .collect();
+    html! {
+        @if !attached.is_empty() {
+            span.previews {
+                @for f in &shown {
+                    img src={"/files/" (community) "/" (f.hash) "/thumb"} alt=(f.name) loading="lazy";
+                }
+                small.muted {
+                    @match v.lang {
+                        Lang::Zh => { (attached.len()) " 个附件" }
+                        Lang::En => { (attached.len()) " file(s)" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One task at the review desk.
@@ -396,8 +437,14 @@ pub fn task(v: &Visit, view: &TaskView, error: Option<&str>) -> Markup {
                             @if let Some(f) = &note.file {
                                 @if view.files_here.contains(&f.hash) {
                                     @let url = format!("/files/{}/{}", c.id, f.hash);
-                                    @if f.mime.starts_with("image/") && f.mime != "image/heic" {
-                                        a href=(url) { img.evidence src=(url) alt=(f.name) loading="lazy"; } br;
+                                    @if fivestar_core::media::decodable(&f.mime) {
+                                        // The preview, or the photo itself where the hub
+                                        // could not decode it (the browser may).
+                                        @let src = if view.no_preview.contains(&f.hash) { url.clone() } else { format!("{url}/thumb") };
+                                        a href=(url) title=(t(v, "查看原图", "Open the full picture")) {
+                                            img.evidence src=(src) alt=(f.name) loading="lazy";
+                                        }
+                                        br;
                                     }
                                     (t(v, "附件：", "File: ")) a href=(url) { (f.name) } " " small.muted { (f.size / 1024) " KB" }
                                 } @else {

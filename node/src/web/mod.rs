@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use crate::i18n::{self, Lang};
 use crate::ops::{self, Context, Fault, Who};
-use crate::store::Store;
+use crate::store::{FileState, Store};
 
 pub use pages::Filter;
 
@@ -137,6 +137,10 @@ pub async fn serve(
 
 /// The workbench's routes.
 pub fn router(app: App) -> Router {
+    // An upload may be the largest file allowed plus the form around it.
+    let upload_limit = usize::try_from(app.ctx().config.files.max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
     Router::new()
         .route("/", get(home))
         .route("/app.css", get(stylesheet))
@@ -151,11 +155,10 @@ pub fn router(app: App) -> Router {
         .route("/tasks/{id}/settle", post(settle))
         .route(
             "/tasks/{id}/attach",
-            post(attach).layer(axum::extract::DefaultBodyLimit::max(
-                usize::try_from(ops::MAX_ATTACH_BYTES).unwrap_or(usize::MAX) + 64 * 1024,
-            )),
+            post(attach).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
         )
         .route("/files/{hash}", get(file))
+        .route("/files/{hash}/thumb", get(thumb))
         .route("/print", get(print_sheet))
         .route("/welcome", get(welcome))
         .route("/template", post(apply_template))
@@ -409,6 +412,8 @@ pub struct Snapshot {
     pub sync: ops::SyncView,
     /// Reviews this clerk has seen, (task, review time).
     pub seen: std::collections::HashSet<(String, i64)>,
+    /// Where each stored file stands, by hash (which have previews).
+    pub files: HashMap<String, FileState>,
 }
 
 async fn snapshot(app: &App, clerk: Option<String>) -> Result<Snapshot, Fault> {
@@ -419,7 +424,8 @@ async fn snapshot(app: &App, clerk: Option<String>) -> Result<Snapshot, Fault> {
             Some(c) => store.reviews_seen(c)?,
             None => Default::default(),
         };
-        Ok(Snapshot { tasks, problems, sync, seen })
+        let files = store.file_states()?;
+        Ok(Snapshot { tasks, problems, sync, seen, files })
     })
     .await
 }
@@ -484,8 +490,8 @@ pub struct TaskView {
     pub conflicts: Vec<fivestar_core::Conflict>,
     /// Its history.
     pub history: Vec<ops::Change>,
-    /// The files (by hash) the hub holds whole.
-    pub files_at_hub: std::collections::HashSet<String>,
+    /// Where each stored file stands on its way to the hub, by hash.
+    pub files: HashMap<String, FileState>,
 }
 
 async fn load_task(app: &App, id: String, clerk: Option<String>) -> Result<TaskView, Fault> {
@@ -496,8 +502,8 @@ async fn load_task(app: &App, id: String, clerk: Option<String>) -> Result<TaskV
         if let (Some(clerk), Some(review)) = (&clerk, &task.review) {
             store.mark_review_seen(clerk, &task.id, review.at_ms)?;
         }
-        let files_at_hub = store.files_at_hub()?;
-        Ok(TaskView { task, conflicts, history, files_at_hub })
+        let files = store.file_states()?;
+        Ok(TaskView { task, conflicts, history, files })
     })
     .await
 }
@@ -791,6 +797,7 @@ async fn attach(
     mut form: axum::extract::Multipart,
 ) -> Response {
     let (mut csrf, mut text, mut file) = (String::new(), String::new(), None);
+    let mut too_large = None;
     loop {
         match form.next_field().await {
             Ok(Some(field)) => {
@@ -801,18 +808,37 @@ async fn attach(
                     ("text", Ok(b)) => text = String::from_utf8_lossy(&b).to_string(),
                     ("file", Ok(b)) => file = Some((filename.unwrap_or_default(), b.to_vec())),
                     (_, Ok(_)) => {}
-                    (_, Err(_)) => break,
+                    (_, Err(err)) => {
+                        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                            too_large = Some(filename.unwrap_or_default());
+                        }
+                        break;
+                    }
                 }
             }
             Ok(None) => break,
-            Err(_) => break,
+            Err(err) => {
+                if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large = Some(String::new());
+                }
+                break;
+            }
         }
     }
+    // The CSRF field comes first in the form, so a file too large still names its
+    // session; one cut before the token is refused as any form without it.
     let w = match writing(&app, &headers, &csrf).await {
         Ok(w) => w,
         Err(response) => return response,
     };
-    let result = match file {
+    let limit = ops::megabytes(app.ctx().config.files.max_bytes);
+    let result = match (file, too_large) {
+        (_, Some(name)) => Err(Fault::said(
+            format!("文件“{name}”超过了 {limit} 的上限，没有保存；请缩小后再附加"),
+            format!("the file {name:?} is over the limit of {limit} and was not saved; make it smaller and attach it again"),
+        )
+        .on("file")),
+        (file, None) => match file {
         Some((name, bytes)) if !bytes.is_empty() => {
             let (who, task) = (w.who.clone(), id.clone());
             let caption = text.clone();
@@ -822,6 +848,7 @@ async fn attach(
             .await
         }
         _ => Err(Fault::said("请选择要附加的文件", "choose a file to attach").on("file")),
+        },
     };
     match result {
         Ok(task) => saved(&app, &w, &format!("/tasks/{}#notes", task.id)),
@@ -858,6 +885,29 @@ async fn file(State(app): State<App>, headers: HeaderMap, Path(hash): Path<Strin
             response
         }
         Ok(None) => (StatusCode::NOT_FOUND, "no such file").into_response(),
+        Err(fault) => fault_page(&app, &page.visit, &fault),
+    }
+}
+
+/// A photo's preview, made when it was attached.
+async fn thumb(State(app): State<App>, headers: HeaderMap, Path(hash): Path<String>) -> Response {
+    let page = Page::open(&app, &headers);
+    if let Some(to) = gate(&app, &page).await {
+        return to;
+    }
+    match app.call(move |_, store| Ok(store.file_thumb(&hash)?)).await {
+        Ok(Some(bytes)) => {
+            let mut response = bytes.into_response();
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+            // Content-addressed: a hash's preview never changes.
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=31536000, immutable"),
+            );
+            response
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no preview").into_response(),
         Err(fault) => fault_page(&app, &page.visit, &fault),
     }
 }

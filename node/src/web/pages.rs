@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::{Snapshot, TaskView, Visit, today};
 use crate::i18n::{self, Lang};
 use crate::ops::{self, Context, Fault};
+use crate::store::FileState;
 
 /// The stylesheet, inside the binary.
 pub const STYLESHEET: &str = include_str!("app.css");
@@ -412,6 +413,7 @@ pub fn task_list(ctx: &Context, v: &Visit, snap: &Snapshot, filter: &Filter) -> 
                                         a href={"/tasks/" (task.id)} { (task.title) }
                                         @if task.veto { " " span.veto { (t(v, "一票否决", "veto")) } }
                                         br; small.muted { (task.points) (t(v, " 分", " pts")) }
+                                        (task_files(v, task, &snap.files))
                                     }
                                     td { (task.owner) }
                                     td {
@@ -439,6 +441,64 @@ pub fn task_list(ctx: &Context, v: &Visit, snap: &Snapshot, filter: &Filter) -> 
         }
     };
     layout(ctx, v, t(v, "任务", "Tasks"), "tasks", body)
+}
+
+/// Where a file stands on its way to the district, in a few words.
+fn file_state(v: &Visit, state: Option<&FileState>) -> Markup {
+    let now = chrono::Utc::now().timestamp_millis();
+    html! {
+        @match state {
+            Some(s) if s.at_hub_ms.is_some() => {
+                small.good { "✓ " (t(v, "已送到区里", "at the district")) }
+            }
+            Some(s) if s.uploading(now) => {
+                small.busy {
+                    (t(v, "正在上传", "uploading")) " " (s.percent()) "%"
+                    " " progress max="100" value=(s.percent()) { (s.percent()) "%" }
+                }
+            }
+            Some(s) if s.sent > 0 => {
+                small.bad {
+                    (t(v, "等待送到区里（已传 ", "waiting to reach the district ("))
+                    (s.percent()) (t(v, "%，联网后接着传）", "% sent; it goes on when the link is back)"))
+                }
+            }
+            _ => { small.bad { (t(v, "等待送到区里", "waiting to reach the district")) } }
+        }
+    }
+}
+
+/// Small previews of a task's photos for lists (at most three), and how many
+/// files it has in all.
+fn task_files(v: &Visit, task: &Task, files: &HashMap<String, FileState>) -> Markup {
+    let attached: Vec<&fivestar_core::FileRef> = task
+        .notes
+        .iter()
+        .filter(|n| n.withdrawn.is_none())
+        .filter_map(|n| n.file.as_ref())
+        .collect();
+    let previews: Vec<&&fivestar_core::FileRef> = attached
+        .iter()
+        .filter(|f| files.get(&f.hash).is_some_and(|s| s.has_thumb))
+        .take(3)
+        .collect();
+    html! {
+        @if !attached.is_empty() {
+            span.previews {
+                @for f in &previews {
+                    a href={"/files/" (f.hash)} {
+                        img src={"/files/" (f.hash) "/thumb"} alt=(f.name) loading="lazy";
+                    }
+                }
+                small.muted {
+                    @match v.lang {
+                        Lang::Zh => { (attached.len()) " 个附件" }
+                        Lang::En => { (attached.len()) " file(s)" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn field_error(refused: Option<&Refused>, form: &str, field: &str) -> Markup {
@@ -642,18 +702,22 @@ pub fn task_page(ctx: &Context, v: &Visit, view: &TaskView, refused: Option<&Ref
                     li.withdrawn[note.withdrawn.is_some()] {
                         p { (note.text) }
                         @if let Some(f) = &note.file {
+                            @let state = view.files.get(&f.hash);
                             p.file {
-                                @if f.mime.starts_with("image/") && f.mime != "image/heic" {
+                                @if state.is_some_and(|s| s.has_thumb) {
+                                    a.thumb href={"/files/" (f.hash)} title=(t(v, "查看原图", "Open the full picture")) {
+                                        img src={"/files/" (f.hash) "/thumb"} alt=(f.name) loading="lazy";
+                                    }
+                                    br;
+                                } @else if fivestar_core::media::decodable(&f.mime) {
+                                    // No preview could be made here; the browser may
+                                    // still show the photo itself.
                                     a href={"/files/" (f.hash)} { img src={"/files/" (f.hash)} alt=(f.name) loading="lazy"; }
                                     br;
                                 }
                                 (t(v, "附件：", "File: ")) a href={"/files/" (f.hash)} { (f.name) } " " small.muted { (size_text(f.size)) }
                                 " "
-                                @if view.files_at_hub.contains(&f.hash) {
-                                    small.good { "✓ " (t(v, "已送到区里", "at the district")) }
-                                } @else {
-                                    small.bad { (t(v, "等待送到区里", "waiting to reach the district")) }
-                                }
+                                (file_state(v, state))
                             }
                         }
                         small.muted { (note.by) " · " (local_time(note.at_ms)) }
@@ -672,7 +736,11 @@ pub fn task_page(ctx: &Context, v: &Visit, view: &TaskView, refused: Option<&Ref
             form.stack method="post" action={"/tasks/" (id) "/attach"} enctype="multipart/form-data" {
                 (csrf(v))
                 label {
-                    (t(v, "附上照片或文件（JPEG、PNG、HEIC、PDF、Office，20 MB 以内）", "Attach a photo or document (JPEG, PNG, HEIC, PDF, Office; up to 20 MB)"))
+                    @let limit = ops::megabytes(ctx.config.files.max_bytes);
+                    @match v.lang {
+                        Lang::Zh => { "附上照片或文件（JPEG、PNG、HEIC、PDF、Office，" (limit) " 以内）" }
+                        Lang::En => { "Attach a photo or document (JPEG, PNG, HEIC, PDF, Office; up to " (limit) ")" }
+                    }
                     input type="file" name="file" accept="image/jpeg,image/png,image/heic,.heic,application/pdf,.doc,.docx,.xls,.xlsx,.ppt,.pptx" required;
                     (field_error(refused, "attach", "file"))
                 }

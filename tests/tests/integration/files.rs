@@ -262,6 +262,130 @@ fn a_file_attached_on_the_node_reaches_the_district_and_resumes_where_it_stopped
     let big = dir.path().join("big.jpg");
     std::fs::write(&big, jpeg(21 * 1024 * 1024, 1)).unwrap();
     let (_, err) = node.fail(&["task", "attach", "a-industry-jobs", big.to_str().unwrap()]);
-    assert!(err.contains("over the limit of 20 MiB"), "{err}");
+    assert!(err.contains("over the limit of 20 MB"), "{err}");
     assert_eq!(node.heads(), heads);
+}
+
+fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let picture = image::load_from_memory(bytes).unwrap();
+    (picture.width(), picture.height())
+}
+
+#[test]
+fn photos_are_made_smaller_when_configured_and_previewed_on_the_node_and_the_desk() {
+    let hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    node.set_config("photo_max_side", "1000");
+    let dir = tempfile::tempdir().unwrap();
+    let original = fivestar_tests::photo(3000, 2000);
+    let photo = dir.path().join("充电桩.jpg");
+    std::fs::write(&photo, &original).unwrap();
+    node.ok(&["task", "attach", "a-industry-jobs", photo.to_str().unwrap()]);
+    // What the node keeps and sends is the smaller photo, named by its own hash.
+    let note = node.task("a-industry-jobs")["notes"].as_array().unwrap().last().unwrap().clone();
+    let size = note["file"]["size"].as_u64().unwrap();
+    assert!(size * 4 < original.len() as u64, "{size} of {}", original.len());
+    let db = rusqlite::Connection::open(node.database()).unwrap();
+    let (data, thumb): (Vec<u8>, Vec<u8>) =
+        db.query_row("SELECT data, thumb FROM files", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    drop(db);
+    assert_eq!(data.len() as u64, size);
+    assert_eq!(hex::encode(Sha256::digest(&data)), note["file"]["hash"].as_str().unwrap());
+    assert_eq!(dimensions(&data), (1000, 667), "the longest side is the configured one");
+    assert_eq!(dimensions(&thumb), (320, 213), "the node's preview for lists");
+    // A PDF is neither made smaller nor previewed.
+    let pdf = dir.path().join("证书.pdf");
+    std::fs::write(&pdf, b"%PDF-1.7\n% a scanned certificate\n").unwrap();
+    node.ok(&["task", "attach", "a-industry-jobs", pdf.to_str().unwrap()]);
+    let sent = node.json(&["sync"]);
+    assert_eq!(sent["files"]["completed"], 2, "{sent}");
+    assert_eq!(sent["files"]["bytes_sent"].as_u64().unwrap(), size + 33, "{sent}");
+    // The desk: the queue and the task page show the preview; the preview is made
+    // from the photo the hub holds.
+    let hash = note["file"]["hash"].as_str().unwrap().to_string();
+    let desk = hub.dashboard();
+    let thumb_url = format!("/files/fangou/{hash}/thumb");
+    let page =
+        fivestar_tests::browser::request(&desk, "GET", "/review/fangou/a-industry-jobs", &[], "");
+    assert!(page.body.contains(&thumb_url), "{}", page.body);
+    let served = fivestar_tests::browser::request(&desk, "GET", &thumb_url, &[], "");
+    assert_eq!((served.status, served.header("content-type")), (200, Some("image/jpeg")));
+    let bytes = fivestar_tests::http_get_bytes(&desk, thumb_url.clone());
+    assert_eq!(dimensions(&bytes), (320, 213));
+    let pdf_hash = hex::encode(Sha256::digest(b"%PDF-1.7\n% a scanned certificate\n"));
+    let none = fivestar_tests::browser::request(
+        &desk,
+        "GET",
+        &format!("/files/fangou/{pdf_hash}/thumb"),
+        &[],
+        "",
+    );
+    assert_eq!(none.status, 404, "a PDF has no preview");
+}
+
+#[test]
+fn garbage_collection_removes_only_files_no_document_names() {
+    let mut hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    let dir = tempfile::tempdir().unwrap();
+    let kept_bytes = jpeg(300_000, 5);
+    let photo = dir.path().join("签到表.jpg");
+    std::fs::write(&photo, &kept_bytes).unwrap();
+    node.ok(&["task", "attach", "a-industry-jobs", photo.to_str().unwrap()]);
+    node.ok(&["task", "withdraw", "a-industry-jobs", "1"]);
+    node.ok(&["sync"]);
+    let kept = hex::encode(Sha256::digest(&kept_bytes));
+    // Nothing to collect: the withdrawn note still names its file.
+    let dry = hub.ok(&["files", "gc", "--dry-run", "--json"]);
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(dry["files"], serde_json::json!([]), "{dry}");
+    // A file no document names (as an older backup restored over a newer one, or a
+    // community's document replaced, would leave): whole and partial ones.
+    hub.kill();
+    let orphan = hex::encode(Sha256::digest(b"orphan"));
+    let half = hex::encode(Sha256::digest(b"half"));
+    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+    for (hash, complete) in [(&orphan, 1), (&half, 0)] {
+        db.execute(
+            "INSERT INTO files (community, sha256, size, received, complete, started_ms)
+             VALUES ('fangou', ?1, 6, 6, ?2, 0)",
+            rusqlite::params![hash, complete],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO file_chunks (community, sha256, offset, data) VALUES ('fangou', ?1, 0, x'6f727068616e')",
+            [hash],
+        )
+        .unwrap();
+    }
+    drop(db);
+    let usage = hub.ok(&["files", "usage", "--json"]);
+    let usage: serde_json::Value = serde_json::from_str(&usage).unwrap();
+    assert_eq!(usage[0]["complete"], 2, "{usage}");
+    assert_eq!(usage[0]["partial"], 1, "{usage}");
+    let dry = hub.ok(&["files", "gc", "--dry-run", "--json"]);
+    let dry: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    let listed: std::collections::BTreeSet<&str> =
+        dry["files"].as_array().unwrap().iter().map(|f| f["sha256"].as_str().unwrap()).collect();
+    assert_eq!(listed, [orphan.as_str(), half.as_str()].into_iter().collect(), "{dry}");
+    // A dry run deletes nothing.
+    let usage: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["files", "usage", "--json"])).unwrap();
+    assert_eq!(usage[0]["complete"], 2, "{usage}");
+    let out = hub.ok(&["files", "gc"]);
+    assert!(out.contains("Deleted 2 file(s)"), "{out}");
+    let db = rusqlite::Connection::open(hub.path().join("hub.db")).unwrap();
+    let left: Vec<String> = db
+        .prepare("SELECT DISTINCT sha256 FROM file_chunks")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, vec![kept.clone()], "only the named file's chunks are left");
+    drop(db);
+    // The named file is still served whole.
+    hub.start();
+    let served = fivestar_tests::http_get_bytes(&hub.dashboard(), format!("/files/fangou/{kept}"));
+    assert_eq!(served, kept_bytes);
 }

@@ -426,3 +426,104 @@ fn a_photo_attached_in_the_browser_is_shown_with_its_note() {
     let status = node.json(&["status"]);
     assert_eq!(status["files_waiting"], 1, "{status}");
 }
+
+#[test]
+fn a_photo_on_its_way_shows_how_far_it_went_and_a_preview_in_the_lists() {
+    let hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    node.ok(&["staff", "add", "李红"]);
+    // A thin link: the photo takes several seconds to go up.
+    node.set_config("upload_bytes_per_second", "150000");
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = fivestar_tests::photo(1600, 1200);
+    assert!(bytes.len() > 600_000, "{}", bytes.len());
+    let photo = dir.path().join("新建充电桩.jpg");
+    std::fs::write(&photo, &bytes).unwrap();
+    node.ok(&["task", "done", "a-industry-jobs"]);
+    let mut add = hub
+        .command(&["user", "add", "chanye", "--display", "王敏", "--role", "star:industry"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(add.stdin.take().unwrap(), "chanye-password-1").unwrap();
+    assert!(add.wait().unwrap().success());
+    node.ok(&["task", "attach", "a-industry-jobs", photo.to_str().unwrap(), "--note", "充电桩"]);
+    let bench = Workbench::run(&node);
+    runtime().block_on(async {
+        let b = Browser::start(1280, 800).await;
+        b.open(&bench.url("/signin")).await;
+        b.press("开始工作").await;
+        let url = bench.url("/tasks/a-industry-jobs");
+        assert!(
+            until_shown(&b, &url, "正在上传", Duration::from_secs(20)).await,
+            "the page says the file is uploading: {}",
+            b.text().await
+        );
+        let state = b.text_of("ol.notes small.busy").await;
+        let percent: u64 = state
+            .trim_start_matches("正在上传")
+            .trim()
+            .trim_end_matches('%')
+            .split('%')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("a percentage: {state:?}"));
+        assert!(percent < 100, "{state}");
+        b.client.execute("document.getElementById('notes').scrollIntoView()", vec![]).await.unwrap();
+        b.screenshot("workbench-uploading-1280").await;
+        assert!(
+            until_shown(&b, &url, "已送到区里", Duration::from_secs(40)).await,
+            "the file reaches the district: {}",
+            b.text().await
+        );
+        // The task list shows the photo's preview beside the task.
+        b.open(&bench.url("/tasks")).await;
+        let width = b
+            .client
+            .execute(
+                "const i = document.querySelector('.previews img'); return i && i.complete && i.naturalWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(width, serde_json::json!(320), "a preview, not the photo");
+        b.client
+            .execute("document.querySelector('.previews').closest('tr').scrollIntoView()", vec![])
+            .await
+            .unwrap();
+        b.screenshot("workbench-previews-1280").await;
+        // The review desk: the queue's preview and the task page's.
+        let desk = format!("http://{}", hub.dashboard());
+        b.open(&format!("{desk}/login")).await;
+        b.fill("name", "chanye").await;
+        b.fill("password", "chanye-password-1").await;
+        b.press("登录").await;
+        let queue = b.open(&format!("{desk}/review")).await;
+        let width = b
+            .client
+            .execute(
+                "const i = document.querySelector('.previews img'); return i && i.complete && i.naturalWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(width, serde_json::json!(320), "the queue shows the preview: {queue}");
+        b.screenshot("desk-queue-previews-1280").await;
+        b.open(&format!("{desk}/review/fangou/a-industry-jobs")).await;
+        let width = b
+            .client
+            .execute(
+                "const i = document.querySelector('img.evidence'); return i && i.complete && i.naturalWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(width, serde_json::json!(320), "the task page shows the preview");
+        b.screenshot("desk-evidence-preview-1280").await;
+        b.stop().await;
+    });
+}
