@@ -230,6 +230,10 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// How often a session writes its peer's traffic counters and last success (see
+/// `Session::recorded_at`).
+const RECORD_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs one session until the node leaves, an error ends it, or the hub stops.
 pub async fn run(
     shared: Arc<Shared>,
@@ -265,6 +269,9 @@ pub async fn run(
         changes_in: 0,
         connected: false,
         messages_this_turn: 0,
+        recorded_at: None,
+        success_unrecorded: false,
+        succeeded: false,
         pending: BTreeMap::new(),
         ops_in: 0,
     };
@@ -295,6 +302,14 @@ struct Session {
     connected: bool,
     /// Sync messages in the node's current turn.
     messages_this_turn: u64,
+    /// The peer's counters were last written then; they are written at most every
+    /// `RECORD_EVERY` (and at the session's first success and its end), not on
+    /// every turn: one small write transaction per turn cost more than a merge.
+    recorded_at: Option<tokio::time::Instant>,
+    /// A turn agreed since the counters were last written.
+    success_unrecorded: bool,
+    /// This session has recorded a success.
+    succeeded: bool,
     /// Per document, change chunks still waiting for their parents (see `HubStore::receive`).
     pending: BTreeMap<String, Vec<Vec<u8>>>,
     /// Operations received in this session (bounded by `max_ops_per_session`).
@@ -345,7 +360,14 @@ impl Session {
                         // Only that counts as a successful sync.
                         let agreed = self.messages_this_turn == 0 && said == 0;
                         self.messages_this_turn = 0;
-                        self.record(agreed).await?;
+                        self.success_unrecorded |= agreed;
+                        let due = self
+                            .recorded_at
+                            .is_none_or(|at| at.elapsed() >= RECORD_EVERY);
+                        if due || (agreed && !self.succeeded) {
+                            let success = self.success_unrecorded;
+                            self.record(success).await?;
+                        }
                     }
                 },
                 changed = changes.recv() => match changed {
@@ -552,6 +574,9 @@ impl Session {
     }
 
     async fn record(&mut self, success: bool) -> Result<(), SessionError> {
+        self.recorded_at = Some(tokio::time::Instant::now());
+        self.succeeded |= success;
+        self.success_unrecorded = false;
         let writer = self.writer.clone();
         let (bytes_in, bytes_out, changes) = (self.bytes_in, self.bytes_out, self.changes_in);
         (self.bytes_in, self.bytes_out, self.changes_in) = (0, 0, 0);
@@ -592,7 +617,8 @@ impl Session {
         if let Err(err) | Ok(Err(err)) = saved {
             tracing::warn!(error = %err, "sync states not saved");
         }
-        let _ = self.record(false).await;
+        let success = self.success_unrecorded;
+        let _ = self.record(success).await;
         if self.connected {
             metrics::gauge!(crate::observe::CONNECTED).decrement(1.0);
         }

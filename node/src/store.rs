@@ -183,6 +183,24 @@ pub struct Store {
     /// The district's write rules, checked before every edit is saved (the same check
     /// the hub makes), once the caller has set them.
     policy: Option<Policy>,
+    signals: Signals,
+}
+
+/// What the store tells the sync loop in the same process without it having to
+/// look: an edit was saved; the hub acknowledged heads of the community's document.
+#[derive(Debug)]
+struct Signals {
+    saved: std::sync::Arc<tokio::sync::Notify>,
+    acked: tokio::sync::watch::Sender<Vec<ChangeHash>>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            saved: std::sync::Arc::default(),
+            acked: tokio::sync::watch::Sender::new(Vec::new()),
+        }
+    }
 }
 
 impl Store {
@@ -204,7 +222,7 @@ impl Store {
         docs.set_meta("actor", &identity.actor.to_hex_string())?;
         let doc = CommunityDoc::new(community, identity.actor.clone());
         docs.write(|t| t.save(&identity.doc_id(), &[], doc.automerge(), now_ms))??;
-        Ok(Store { docs, identity, policy: None })
+        Ok(Store { docs, identity, policy: None, signals: Signals::default() })
     }
 
     /// Opens an existing node database (it is never created here).
@@ -225,13 +243,30 @@ impl Store {
                 expected: expected_community.to_string(),
             });
         }
-        Ok(Store { docs, identity: Identity { community, device, actor }, policy: None })
+        let identity = Identity { community, device, actor };
+        let store = Store { docs, identity, policy: None, signals: Signals::default() };
+        let acked = store.acked_heads(&store.identity.doc_id())?;
+        store.signals.acked.send_replace(acked);
+        Ok(store)
     }
 
     /// Sets the write rules every later [`Store::write`] is checked against before it
     /// is saved: the hub runs the same check, so what this node saves, the hub accepts.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = Some(policy);
+    }
+
+    /// Notified after every edit this store saves (a permit waits if nobody is
+    /// waiting): the daemon in the same process starts a round at once instead of
+    /// finding the edit at its next look at the database.
+    pub fn saved_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.signals.saved.clone()
+    }
+
+    /// The heads of the community's document the hub has acknowledged as on its
+    /// disk, as they change.
+    pub fn watch_acked(&self) -> tokio::sync::watch::Receiver<Vec<ChangeHash>> {
+        self.signals.acked.subscribe()
     }
 
     /// Who this node is.
@@ -304,7 +339,7 @@ impl Store {
             device: identity.device.clone(),
         };
         // A failed edit saved nothing, so its (empty) transaction commits nothing.
-        self.docs.write(|txn| -> Result<Result<T, E>, StoreError> {
+        let outcome = self.docs.write(|txn| -> Result<Result<T, E>, StoreError> {
             let mut doc = load_community(txn, &identity)?;
             let before = doc.heads();
             match edit(&mut doc) {
@@ -335,7 +370,12 @@ impl Store {
                 }
                 Err(err) => Ok(Err(err)),
             }
-        })?
+        })??;
+        if outcome.is_ok() {
+            // Committed: the sync loop may send it now.
+            self.signals.saved.notify_one();
+        }
+        Ok(outcome)
     }
 
     /// Files not yet confirmed whole at the hub: hash and size, oldest first.
@@ -515,6 +555,9 @@ impl Store {
                 params![doc_id, text, now_ms],
             )
             .map_err(|e| self.docs.err(e))?;
+        if doc_id == self.identity.doc_id() {
+            self.signals.acked.send_replace(heads.to_vec());
+        }
         Ok(())
     }
 

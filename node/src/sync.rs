@@ -602,6 +602,8 @@ async fn run_connected(
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut poll = tokio::time::interval(Duration::from_millis(settings.local_poll_millis.max(50)));
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let saved =
+        call(store, |s| Ok::<_, SyncError>(s.saved_signal())).await.map_err(|e| (e, false))?;
     let mut settled = false;
     let mut reason = "connected";
     loop {
@@ -642,6 +644,15 @@ async fn run_connected(
                     }
                 }
                 _ = heartbeat.tick() => break "heartbeat",
+                // An edit saved in this process: at once. (Edits of other processes,
+                // such as `fivestar-node task ...`, are found by the poll below.)
+                _ = saved.notified() => {
+                    let latest =
+                        call(store, |s| s.docs().latest_seq()).await.map_err(|e| (e, true))?;
+                    if latest != session.seen_seq {
+                        break "local edit";
+                    }
+                }
                 _ = poll.tick() => {
                     let latest =
                         call(store, |s| s.docs().latest_seq()).await.map_err(|e| (e, true))?;

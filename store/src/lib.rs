@@ -229,6 +229,25 @@ impl DocStore {
         Ok(doc)
     }
 
+    /// Runs `f` on the stored document as it is now, borrowed from the cache (loaded
+    /// into it first if it is not there or is stale): no copy of the document, for
+    /// what only reads it (its heads, a sync message to generate). `None` when it is
+    /// not stored.
+    pub fn peek<R>(
+        &mut self,
+        doc_id: &str,
+        f: impl FnOnce(&Automerge) -> R,
+    ) -> Result<Option<R>, StoreError> {
+        let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
+        let heads = txn.heads(doc_id)?;
+        txn.finish()?;
+        if heads.is_none() {
+            return Ok(None);
+        }
+        // `heads` left the document in the cache at its current sequence number.
+        Ok(self.cache.get(doc_id).map(|(_, doc)| f(doc)))
+    }
+
     /// Runs `f` in one write transaction. `f` reads documents with [`Txn::load`] and
     /// saves them with [`Txn::save`]; if `f` returns `Err`, nothing is written. When this
     /// returns `Ok(Ok(_))`, everything `f` saved is durable.
@@ -516,6 +535,28 @@ impl<'a> Txn<'a> {
         Ok(Some(doc))
     }
 
+    /// The heads of a stored document (`None` when it is not stored), without a copy
+    /// of the document when the cache holds it.
+    pub fn heads(&mut self, doc_id: &str) -> Result<Option<Vec<ChangeHash>>, StoreError> {
+        if let Some((_, doc)) = self.saved.get(doc_id) {
+            return Ok(Some(doc.get_heads()));
+        }
+        let seq: Option<i64> = self
+            .tx
+            .query_row("SELECT changed_seq FROM documents WHERE doc_id = ?1", [doc_id], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some(seq) = seq else { return Ok(None) };
+        if let Some((cached_seq, doc)) = self.cache.get(doc_id)
+            && *cached_seq == seq
+        {
+            return Ok(Some(doc.get_heads()));
+        }
+        Ok(self.load(doc_id)?.map(|doc| doc.get_heads()))
+    }
+
     /// Saves what changed in `doc` since `before` (the heads it was loaded at); creates
     /// the document when it is not stored yet. Saving an unchanged document writes nothing.
     pub fn save(
@@ -525,6 +566,36 @@ impl<'a> Txn<'a> {
         doc: &Automerge,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        if let Some(seq) = self.write_changes(doc_id, before, doc, now_ms)? {
+            self.saved.insert(doc_id.to_string(), (seq, doc.clone()));
+        }
+        Ok(())
+    }
+
+    /// [`Txn::save`] of a document the caller is done with: it moves into the cache
+    /// rather than being copied there.
+    pub fn save_owned(
+        &mut self,
+        doc_id: &str,
+        before: &[ChangeHash],
+        doc: Automerge,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(seq) = self.write_changes(doc_id, before, &doc, now_ms)? {
+            self.saved.insert(doc_id.to_string(), (seq, doc));
+        }
+        Ok(())
+    }
+
+    /// Writes the rows of a save; the document's new sequence number, or `None` when
+    /// there was nothing to write.
+    fn write_changes(
+        &mut self,
+        doc_id: &str,
+        before: &[ChangeHash],
+        doc: &Automerge,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let exists: bool = self
             .tx
             .query_row("SELECT count(*) FROM documents WHERE doc_id = ?1", [doc_id], |row| {
@@ -543,7 +614,7 @@ impl<'a> Txn<'a> {
                 .map_err(|e| self.err(e))?;
         } else {
             if doc.get_heads() == before {
-                return Ok(());
+                return Ok(None);
             }
             self.tx
                 .execute(
@@ -570,8 +641,7 @@ impl<'a> Txn<'a> {
                 self.fold(doc_id, doc, now_ms)?;
             }
         }
-        self.saved.insert(doc_id.to_string(), (seq, doc.clone()));
-        Ok(())
+        Ok(Some(seq))
     }
 
     /// Replaces a document's snapshot and chunks by one fresh snapshot.

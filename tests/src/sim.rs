@@ -301,7 +301,7 @@ pub async fn run(
 
 /// Sets up a node's directory as `fivestar-node init` would, so the command line
 /// works on it too.
-fn create_node(
+pub fn create_node(
     pki: &Pki,
     standard: &Standard,
     community: &Community,

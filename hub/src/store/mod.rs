@@ -359,6 +359,9 @@ pub struct HubStore {
     registry_sha: String,
     /// Scores by community, with the heads they were computed at.
     scores: standings::ScoreCache,
+    /// The table of the latest standings snapshot (with the standard's and the
+    /// registry's hashes), once read: a refresh compares against it in memory.
+    latest_table: Option<(Vec<fivestar_core::Standing>, String, String)>,
     /// Reviewers' roles from `hub.toml` (`[reviewers]`); empty: every reviewer is the
     /// office (a district with one review office and no task forces configured).
     reviewers: BTreeMap<String, Role>,
@@ -426,6 +429,7 @@ impl HubStore {
             standard_sha,
             registry_sha,
             scores: standings::ScoreCache::default(),
+            latest_table: None,
             reviewers: BTreeMap::new(),
             policies: HashMap::new(),
             max_document_bytes: crate::config::Limits::default().max_document_bytes,
@@ -537,7 +541,7 @@ impl HubStore {
 
     /// The current heads of a document (empty when absent).
     pub fn heads(&mut self, doc_id: &str) -> Result<Vec<ChangeHash>, StoreError> {
-        Ok(self.docs.read(doc_id)?.map(|d| d.get_heads()).unwrap_or_default())
+        Ok(self.docs.peek(doc_id, |d| d.get_heads())?.unwrap_or_default())
     }
 
     /// The next sync message for a peer, if there is anything to say. `pending` are
@@ -549,13 +553,27 @@ impl HubStore {
         state: &mut State,
         pending: &[Vec<u8>],
     ) -> Result<Option<Message>, StoreError> {
-        let mut doc = self.docs.read(doc_id)?.unwrap_or_default();
-        let generated = catch_unwind(AssertUnwindSafe(|| {
-            for chunk in pending {
-                let _ = doc.load_incremental(chunk);
+        let generated = if pending.is_empty() {
+            // The usual case: generated from the cached document, not a copy of it.
+            let state_ref = &mut *state;
+            match self.docs.peek(doc_id, |doc| {
+                catch_unwind(AssertUnwindSafe(|| doc.generate_sync_message(state_ref)))
+            })? {
+                Some(generated) => generated,
+                None => catch_unwind(AssertUnwindSafe(|| {
+                    automerge::Automerge::new().generate_sync_message(state)
+                })),
             }
-            doc.generate_sync_message(state)
-        }));
+        } else {
+            // Changes whose parents have not arrived yet: a copy with them loaded.
+            let mut doc = self.docs.read(doc_id)?.unwrap_or_default();
+            catch_unwind(AssertUnwindSafe(|| {
+                for chunk in pending {
+                    let _ = doc.load_incremental(chunk);
+                }
+                doc.generate_sync_message(state)
+            }))
+        };
         match generated {
             Ok(message) => Ok(message),
             Err(_) => {
@@ -630,8 +648,8 @@ impl HubStore {
             merged;
         let max_document_bytes = self.max_document_bytes;
         let stored = self.docs.write(|txn| -> Result<Option<Vec<ChangeHash>>, Refusal> {
-            let current = txn.load(&doc_id)?.unwrap_or_default();
-            if current.get_heads() != before {
+            // Moved since `prepare` read it? (Its heads, not a copy of it.)
+            if txn.heads(&doc_id)?.unwrap_or_default() != before {
                 return Ok(None);
             }
             if !new.is_empty() {
@@ -655,8 +673,11 @@ impl HubStore {
                         setting: "limits.max_document_bytes",
                     }));
                 }
-                txn.save(&doc_id, &before, &candidate, now_ms)?;
+                let heads = candidate.get_heads();
+                // The merged document becomes the cached one: moved, not copied.
+                txn.save_owned(&doc_id, &before, candidate, now_ms)?;
                 record_deliveries(txn, &doc_id, &new, &peer, now_ms)?;
+                return Ok(Some(heads));
             }
             Ok(Some(candidate.get_heads()))
         })??;

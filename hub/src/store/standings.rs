@@ -94,10 +94,17 @@ impl HubStore {
         stale_after: TimeDelta,
     ) -> Result<(Option<i64>, Vec<Standing>), StoreError> {
         let (rows, heads) = self.current_standings(now_ms, stale_after)?;
-        if let Some(latest) = self.snapshot_at(None)? {
-            let same = same_table(&latest.rows, &rows)
-                && latest.standard_sha256 == self.standard_sha
-                && latest.registry_sha256 == self.registry_sha;
+        // The latest snapshot's table, kept in memory after the first look (reading
+        // and parsing it back on every refresh cost more than scoring a change).
+        if self.latest_table.is_none() {
+            self.latest_table = self
+                .snapshot_at(None)?
+                .map(|latest| (latest.rows, latest.standard_sha256, latest.registry_sha256));
+        }
+        if let Some((latest, standard_sha, registry_sha)) = &self.latest_table {
+            let same = same_table(latest, &rows)
+                && *standard_sha == self.standard_sha
+                && *registry_sha == self.registry_sha;
             if same {
                 return Ok((None, rows));
             }
@@ -126,6 +133,8 @@ impl HubStore {
             )
             .map_err(|e| self.docs.err(e))?;
         let id = self.docs.conn().last_insert_rowid();
+        self.latest_table =
+            Some((rows.clone(), self.standard_sha.clone(), self.registry_sha.clone()));
         tracing::info!(snapshot = id, "standings changed; snapshot recorded");
         Ok((Some(id), rows))
     }
@@ -249,10 +258,13 @@ impl HubStore {
         for doc_id in changed {
             let Some(community) = fivestar_core::document::community_of(&doc_id) else { continue };
             let Some(kind) = kinds.get(community) else { continue };
-            let Some(doc) = self.docs.read(&doc_id)? else { continue };
-            let heads = doc.get_heads();
-            let tasks = CommunityDoc::from_automerge(community, doc, self.actor.clone()).read().0;
-            let result = score(self.standard.kind(*kind), &tasks);
+            // Read from the cached document, not a copy of it.
+            let standard = self.standard.kind(*kind);
+            let scored = self.docs.peek(&doc_id, |doc| {
+                let tasks = fivestar_core::document::read_document(doc, community).0;
+                (doc.get_heads(), score(standard, &tasks))
+            })?;
+            let Some((heads, result)) = scored else { continue };
             self.scores.by_community.insert(community.to_string(), (heads, result));
         }
         self.scores.seq = newest;

@@ -527,3 +527,30 @@ fn a_photo_on_its_way_shows_how_far_it_went_and_a_preview_in_the_lists() {
         b.stop().await;
     });
 }
+
+#[test]
+fn an_edit_saved_in_the_workbench_reaches_the_hub_at_once_not_at_the_next_look() {
+    let hub = Hub::started();
+    let node = NodeDir::for_hub(&hub, "fangou", "d1");
+    node.ok(&["staff", "add", "李红"]);
+    // The daemon looks at the database for other processes' edits only every 10 s
+    // here (and the heartbeat is 30 s): only the store's own signal can be quicker.
+    node.set_config("local_poll_millis", "10000");
+    let bench = Workbench::run(&node);
+    let s = Session::open(&bench.address);
+    assert_eq!(s.post("/signin", &[("csrf", &s.csrf), ("name", "李红")]).status, 303);
+    // Connected and settled first.
+    assert!(fivestar_tests::eventually(Duration::from_secs(20), || {
+        node.json(&["status"])["all_saved_at_district"] == true
+    }));
+    let csrf = s.token("/tasks/a-industry-jobs");
+    let answer = s.post("/tasks/a-industry-jobs/note", &[("csrf", &csrf), ("text", "刚刚保存")]);
+    assert_eq!(answer.status, 303, "{answer:?}");
+    // Half the poll interval: without the signal it would wait for the next look.
+    assert!(
+        fivestar_tests::eventually(Duration::from_secs(5), || {
+            hub.notes("fangou", "a-industry-jobs").contains("刚刚保存")
+        }),
+        "the note did not reach the hub within 5 s"
+    );
+}
