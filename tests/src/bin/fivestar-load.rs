@@ -63,6 +63,10 @@ struct Args {
     /// Keep the hub's and nodes' files here (default: a temporary folder).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Devices beside the editing nodes that connect, open a session and stay
+    /// idle (a second, third... device of the communities): the connection scale.
+    #[arg(long, default_value_t = 0)]
+    idle_devices: usize,
     /// Print the results as JSON too.
     #[arg(long)]
     json: bool,
@@ -142,13 +146,19 @@ struct HubProcess {
 }
 
 impl HubProcess {
-    fn start(binary: &Path, dir: &Path, communities: usize, cpu: usize) -> Result<Self, String> {
+    fn start(
+        binary: &Path,
+        dir: &Path,
+        communities: usize,
+        devices: usize,
+        cpu: usize,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(fail)?;
         let registry = registry(communities);
         std::fs::write(dir.join("registry.toml"), toml::to_string(&registry).map_err(fail)?)
             .map_err(fail)?;
         let (port, web) = (free_port(), free_port());
-        let sessions = communities * 2 + 64;
+        let sessions = devices * 2 + 64;
         std::fs::write(
             dir.join("hub.toml"),
             format!(
@@ -362,6 +372,70 @@ async fn watch_acks(
     }
 }
 
+/// Connects `count` idle devices (devices d2, d3... of the communities in turn), each
+/// with its own certificate, connection and session, and holds them until `stop`.
+/// Returns how many hold an open session once all have tried.
+async fn hold_idle_devices(
+    pki: &Pki,
+    registry: &Registry,
+    count: usize,
+    root: &Path,
+    url: &str,
+    stop: watch::Receiver<bool>,
+) -> Result<usize, String> {
+    if count == 0 {
+        return Ok(0);
+    }
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = registry.communities.len();
+    for i in 0..count {
+        let community = &registry.communities[i % n];
+        let device = format!("d{}", 2 + i / n);
+        let dir = root.join("idle").join(format!("{}-{device}", community.id));
+        let writer = Writer::Device { community: community.id.clone(), device };
+        pki.issue(&writer, &dir).map_err(fail)?;
+        let (url, open, tried, mut stop) =
+            (url.to_string(), open.clone(), tried.clone(), stop.clone());
+        tokio::spawn(async move {
+            let session = async {
+                let mut client = connect(&url, &dir).await.map_err(fail)?;
+                let mut session = RawSession::open(&mut client).await.map_err(fail)?;
+                match session.next().await.map_err(fail)? {
+                    Some(hub_frame::Frame::Welcome(_)) => Ok((client, session)),
+                    other => Err(format!("expected Welcome, got {other:?}")),
+                }
+            };
+            let held = session.await;
+            tried.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match held {
+                Ok((client, mut session)) => {
+                    open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // Reads what the hub pushes (its documents' changes), as a device
+                    // does, until told to stop.
+                    loop {
+                        tokio::select! {
+                            _ = stop.wait_for(|s| *s) => break,
+                            frame = session.next() => if !matches!(frame, Ok(Some(_))) { break },
+                        }
+                    }
+                    drop((client, session));
+                }
+                Err(err) => eprintln!("an idle device could not connect: {err}"),
+            }
+        });
+        // A few hundred connections at a time, as a district's devices come online.
+        if i % 200 == 199 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while tried.load(std::sync::atomic::Ordering::SeqCst) < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(open.load(std::sync::atomic::Ordering::SeqCst))
+}
+
 /// Pulls every document from the hub in a reviewer's session; returns their heads.
 async fn read_all(hub: &str, certs: &Path) -> Result<BTreeMap<String, Vec<ChangeHash>>, String> {
     let mut client = connect(hub, certs).await.map_err(fail)?;
@@ -415,7 +489,9 @@ async fn run(args: Args, pinned: bool) -> Result<bool, String> {
         Some(path) => path.clone(),
         None => std::env::current_exe().map_err(fail)?.with_file_name("fivestar-hub"),
     };
-    let hub = HubProcess::start(&binary, &root.join("hub"), args.communities, args.hub_cpu)?;
+    let devices = args.communities + args.idle_devices;
+    let hub =
+        HubProcess::start(&binary, &root.join("hub"), args.communities, devices, args.hub_cpu)?;
     let url = format!("https://127.0.0.1:{}", hub.port);
     let pki = Pki::with_ca_dir(&hub.dir.join("pki"), &root.join("hub-ca"));
     let reader = root.join("reader");
@@ -448,6 +524,9 @@ async fn run(args: Args, pinned: bool) -> Result<bool, String> {
             ));
         }
     }
+    // The idle devices: each its own certificate and session, held open.
+    let idle =
+        hold_idle_devices(&pki, &registry, args.idle_devices, &root, &url, stop.clone()).await?;
     let setup_seconds = setup.elapsed().as_secs_f64();
 
     // The edits.
@@ -498,6 +577,7 @@ async fn run(args: Args, pinned: bool) -> Result<bool, String> {
     let merges = hub.metric("fivestar_hub_merge_duration_seconds_count") - merges_before;
     let bytes = hub.metric("fivestar_hub_sync_bytes_total") - bytes_before;
     let peak_kib = hub.status_kib("VmHWM:");
+    let connections = hub.metric("fivestar_hub_open_connections");
     let _ = done_tx.send(true);
 
     // The hub holds every node's final heads: a reviewer's session pulls them all.
@@ -533,6 +613,9 @@ async fn run(args: Args, pinned: bool) -> Result<bool, String> {
         "pace_ms": args.pace_ms,
         "pinned": pinned,
         "setup_seconds": setup_seconds,
+        "idle_devices": args.idle_devices,
+        "idle_devices_held": idle,
+        "hub_open_connections": connections,
         "edits": edits,
         "seconds": wall,
         "edits_per_second": edits / wall,
@@ -548,11 +631,19 @@ async fn run(args: Args, pinned: bool) -> Result<bool, String> {
         "documents_not_matching": missing,
     });
     println!(
-        "{} communities x {} edits{}{}: {:.0} edits/s; hub CPU {:.3} ms/edit; hub peak RSS {:.0} MiB; \
+        "{} communities x {} edits{}{}{}: {:.0} edits/s; hub CPU {:.3} ms/edit; hub peak RSS {:.0} MiB; \
          {:.2} messages and {:.0} bytes per edit; edit-to-ack p50 {:.0} ms, p99 {:.0} ms; \
          setup {:.1} s; hub holds every final head: {}",
         args.communities,
         args.edits,
+        if args.idle_devices > 0 {
+            format!(
+                ", {idle} of {} idle devices held ({connections} connections open)",
+                args.idle_devices
+            )
+        } else {
+            String::new()
+        },
         if args.pace_ms > 0 { format!(" paced {} ms", args.pace_ms) } else { String::new() },
         if pinned { " (hub pinned)" } else { "" },
         edits / wall,
@@ -572,5 +663,5 @@ async fn run(args: Args, pinned: bool) -> Result<bool, String> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     }
-    Ok(missing.is_empty() && unacked == 0)
+    Ok(missing.is_empty() && unacked == 0 && idle == args.idle_devices)
 }
