@@ -50,26 +50,33 @@ async fn make(
     sha256: &str,
 ) -> Result<Option<Vec<u8>>, String> {
     let _permit = DECODES.acquire().await.map_err(|e| e.to_string())?;
+    /// What the store says about the photo.
+    enum Found {
+        /// A preview was recorded (made, or none possible) meanwhile.
+        Known(Option<Vec<u8>>),
+        /// A whole photo to decode: its type and bytes.
+        Photo(String, Vec<u8>),
+    }
     let (c, h) = (community.to_string(), sha256.to_string());
-    let photo = store
-        .call(move |s| -> Result<Option<(String, Vec<u8>)>, fivestar_store::StoreError> {
-            // Made meanwhile by another request: nothing to do.
+    let found = store
+        .call(move |s| -> Result<Option<Found>, fivestar_store::StoreError> {
             if let Some(made) = s.file_thumb(&c, &h)? {
-                return Ok(made.map(|thumb| (String::new(), thumb)));
+                return Ok(Some(Found::Known(made)));
             }
             let Some(file) = s.referenced_file(&c, &h)? else { return Ok(None) };
             if !media::decodable(&file.mime) {
                 return Ok(None);
             }
-            Ok(s.file_bytes_of(&c, &h)?.map(|bytes| (file.mime, bytes)))
+            Ok(s.file_bytes_of(&c, &h)?.map(|bytes| Found::Photo(file.mime, bytes)))
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let Some((mime, bytes)) = photo else { return Ok(None) };
-    if mime.is_empty() {
-        return Ok(Some(bytes));
-    }
+    let (mime, bytes) = match found {
+        None => return Ok(None),
+        Some(Found::Known(made)) => return Ok(made),
+        Some(Found::Photo(mime, bytes)) => (mime, bytes),
+    };
     // A panic in a decoder ends this task, not the hub.
     let thumb = tokio::task::spawn_blocking(move || media::thumbnail(&bytes, &mime))
         .await

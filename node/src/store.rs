@@ -479,17 +479,6 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?)
     }
 
-    /// The hashes of the stored files the hub holds whole.
-    pub fn files_at_hub(&self) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut stmt = self
-            .docs
-            .conn()
-            .prepare("SELECT sha256 FROM files WHERE at_hub_ms IS NOT NULL")
-            .map_err(|e| self.docs.err(e))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.docs.err(e))?;
-        Ok(rows.collect::<Result<_, _>>().map_err(|e| self.docs.err(e))?)
-    }
-
     /// Records that the hub holds a file whole.
     pub fn file_at_hub(&self, sha256: &str, now_ms: i64) -> Result<(), StoreError> {
         self.docs

@@ -20,29 +20,7 @@ use std::time::{Duration, Instant};
 use fivestar_core::Registry;
 use fivestar_tests::{Hub, NodeDir};
 
-/// Kernel clock ticks per second (the `/proc` unit of CPU time).
-const TICKS: f64 = 100.0;
-
-fn proc_status(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
-    (ticks(11) + ticks(12)) / TICKS
-}
+use fivestar_tests::{cpu_seconds, proc_status_kib as proc_status};
 
 fn photo(mib: usize, seed: usize) -> Vec<u8> {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];

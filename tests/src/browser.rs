@@ -155,6 +155,27 @@ impl Browser {
         self.client.set_window_size(width, height).await.expect("resized");
     }
 
+    /// The natural width of the first image `css` selects, once it has loaded;
+    /// `None` when there is no such image or it did not load.
+    pub async fn image_width(&self, css: &str) -> Option<u64> {
+        let script = "const i = document.querySelector(arguments[0]); \
+                      return i && i.complete ? i.naturalWidth : null;";
+        let value =
+            self.client.execute(script, vec![serde_json::json!(css)]).await.expect("script runs");
+        value.as_u64().filter(|w| *w > 0)
+    }
+
+    /// Scrolls the first element `css` selects into view (for a screenshot).
+    pub async fn scroll_to(&self, css: &str) {
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView();",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .expect("script runs");
+    }
+
     /// Whether the page is wider than the window (something cut off or scrolling sideways).
     pub async fn overflows(&self) -> bool {
         let value = self

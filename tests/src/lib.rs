@@ -453,3 +453,28 @@ pub fn photo(width: u32, height: u32) -> Vec<u8> {
         .expect("a JPEG encodes");
     out
 }
+
+/// CPU seconds (user and system) process `pid` has used, from `/proc` (0 where
+/// there is no `/proc`).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line (12 and 13 after ')'),
+    // in kernel clock ticks of 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A line of `/proc/PID/status` in KiB, e.g. `VmRSS:` or `VmHWM:` (0 when absent).
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -252,6 +252,22 @@ impl HubStore {
             .map_err(|e| self.docs.err(e))
     }
 
+    /// Whether the hub tried to preview this photo and could not (without reading
+    /// a preview's bytes).
+    pub fn preview_impossible(&self, community: &str, sha256: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .docs
+            .conn()
+            .query_row(
+                "SELECT thumb IS NULL FROM file_thumbs WHERE community = ?1 AND sha256 = ?2",
+                params![community, sha256],
+                |r| r.get::<_, bool>(0),
+            )
+            .optional()
+            .map_err(|e| self.docs.err(e))?
+            .unwrap_or(false))
+    }
+
     /// Keeps a photo's preview (`None`: it could not be decoded).
     pub fn save_file_thumb(
         &mut self,

@@ -651,7 +651,7 @@ async fn queue(
                 for f in item.task.notes.iter().filter_map(|n| n.file.as_ref()) {
                     // At the hub, and not a photo known to have no preview.
                     if s.file_progress(&item.community, &f.hash, f.size)?.complete
-                        && s.file_thumb(&item.community, &f.hash)? != Some(None)
+                        && !s.preview_impossible(&item.community, &f.hash)?
                     {
                         files_here.insert((item.community.clone(), f.hash.clone()));
                     }
@@ -715,7 +715,7 @@ async fn load_task(web: &Web, community: String, task: String) -> Result<Option<
             for f in task.notes.iter().filter_map(|n| n.file.as_ref()) {
                 if s.file_progress(&community, &f.hash, f.size)?.complete {
                     files_here.insert(f.hash.clone());
-                    if s.file_thumb(&community, &f.hash)? == Some(None) {
+                    if s.preview_impossible(&community, &f.hash)? {
                         no_preview.insert(f.hash.clone());
                     }
                 }

@@ -410,16 +410,12 @@ fn a_photo_attached_in_the_browser_is_shown_with_its_note() {
         b.press("上传附件").await;
         let page = b.text().await;
         assert!(page.contains("已保存") && page.contains("会议签到.png"), "{page}");
-        assert!(page.contains("等待送到区里"), "a node that does not sync says the file waits: {page}");
-        let shown = b
-            .client
-            .execute(
-                "const i = document.querySelector('ol.notes img'); return i && i.complete && i.naturalWidth;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(shown, serde_json::json!(1), "the photo is shown in the page");
+        assert!(
+            page.contains("等待送到区里"),
+            "a node that does not sync says the file waits: {page}"
+        );
+        let shown = b.image_width("ol.notes img").await;
+        assert_eq!(shown, Some(1), "the photo is shown in the page");
         b.screenshot("workbench-attached-1280").await;
         b.stop().await;
     });
@@ -473,7 +469,7 @@ fn a_photo_on_its_way_shows_how_far_it_went_and_a_preview_in_the_lists() {
             .parse()
             .unwrap_or_else(|_| panic!("a percentage: {state:?}"));
         assert!(percent < 100, "{state}");
-        b.client.execute("document.getElementById('notes').scrollIntoView()", vec![]).await.unwrap();
+        b.scroll_to("#notes").await;
         b.screenshot("workbench-uploading-1280").await;
         assert!(
             until_shown(&b, &url, "已送到区里", Duration::from_secs(40)).await,
@@ -482,19 +478,9 @@ fn a_photo_on_its_way_shows_how_far_it_went_and_a_preview_in_the_lists() {
         );
         // The task list shows the photo's preview beside the task.
         b.open(&bench.url("/tasks")).await;
-        let width = b
-            .client
-            .execute(
-                "const i = document.querySelector('.previews img'); return i && i.complete && i.naturalWidth;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(width, serde_json::json!(320), "a preview, not the photo");
-        b.client
-            .execute("document.querySelector('.previews').closest('tr').scrollIntoView()", vec![])
-            .await
-            .unwrap();
+        let width = b.image_width(".previews img").await;
+        assert_eq!(width, Some(320), "a preview, not the photo");
+        b.scroll_to("tr:has(.previews)").await;
         b.screenshot("workbench-previews-1280").await;
         // The review desk: the queue's preview and the task page's.
         let desk = format!("http://{}", hub.dashboard());
@@ -503,27 +489,28 @@ fn a_photo_on_its_way_shows_how_far_it_went_and_a_preview_in_the_lists() {
         b.fill("password", "chanye-password-1").await;
         b.press("登录").await;
         let queue = b.open(&format!("{desk}/review")).await;
-        let width = b
-            .client
-            .execute(
-                "const i = document.querySelector('.previews img'); return i && i.complete && i.naturalWidth;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(width, serde_json::json!(320), "the queue shows the preview: {queue}");
+        let width = b.image_width(".previews img").await;
+        assert_eq!(width, Some(320), "the queue shows the preview: {queue}");
         b.screenshot("desk-queue-previews-1280").await;
         b.open(&format!("{desk}/review/fangou/a-industry-jobs")).await;
-        let width = b
-            .client
-            .execute(
-                "const i = document.querySelector('img.evidence'); return i && i.complete && i.naturalWidth;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(width, serde_json::json!(320), "the task page shows the preview");
+        let width = b.image_width("img.evidence").await;
+        assert_eq!(width, Some(320), "the task page shows the preview");
         b.screenshot("desk-evidence-preview-1280").await;
+        // At a phone's width the previews run off nothing.
+        b.resize(390, 844).await;
+        for (url, name) in [
+            (format!("{desk}/review"), "desk-queue-previews-390"),
+            (format!("{desk}/review/fangou/a-industry-jobs"), "desk-evidence-preview-390"),
+            (bench.url("/tasks"), "workbench-previews-390"),
+            (bench.url("/tasks/a-industry-jobs"), "workbench-file-390"),
+        ] {
+            b.open(&url).await;
+            if name == "workbench-file-390" {
+                b.scroll_to("#notes").await;
+            }
+            b.screenshot(name).await;
+            assert!(!b.overflows().await, "{name} runs off the side at 390 px");
+        }
         b.stop().await;
     });
 }
