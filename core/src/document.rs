@@ -1173,6 +1173,33 @@ pub fn read_document(doc: &Automerge, community_id: &str) -> (Vec<Task>, Vec<Pro
     (tasks, problems)
 }
 
+/// Reads the named tasks exactly as [`read_document`] reads them: `None` for a task
+/// that is missing or that [`read_document`] would leave out. With
+/// [`crate::policy::Touched`] this rereads only what new changes wrote.
+pub fn read_named_tasks<'a>(
+    doc: &Automerge,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Vec<(&'a str, Option<Task>)> {
+    let tasks_obj = match doc.get(ROOT, "tasks") {
+        Ok(Some((Value::Object(ObjType::Map), obj))) => Some(obj),
+        _ => None,
+    };
+    let mut problems = Vec::new();
+    ids.into_iter()
+        .map(|id| {
+            let task = tasks_obj.as_ref().filter(|_| is_key(id)).and_then(|tasks_obj| {
+                match doc.get(tasks_obj, id) {
+                    Ok(Some((Value::Object(ObjType::Map), obj))) => {
+                        read_task(doc, &obj, id, &mut problems)
+                    }
+                    _ => None,
+                }
+            });
+            (id, task)
+        })
+        .collect()
+}
+
 /// Checks a whole document against the schema and the community kind's stars.
 /// An empty list means the document is valid.
 pub fn validate(doc: &Automerge, community_id: &str, standard: &KindStandard) -> Vec<Problem> {

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use document::{
     CommunityDoc, Conflict, EditError, HistoryEntry, NewTask, Problem, Stamp, TaskEdit,
 };
-pub use policy::{Policy, Refusal, Role, Writer};
+pub use policy::{Policy, Refusal, Role, Touched, Writer};
 pub use ranking::{Freshness, RankEntry, Ranked, rank};
 pub use registry::{Community, Registry, RegistryError, Subdistrict};
 pub use scoring::{CommunityScore, Lack, StarScore, earned_hundredths, score};

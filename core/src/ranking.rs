@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-/// What the ranking needs to know about one community.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RankEntry {
+/// What the ranking needs to know about one community (borrowed: ranking 50,000
+/// communities copies no names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankEntry<'a> {
     /// The community's id.
-    pub community_id: String,
+    pub community_id: &'a str,
     /// Its subdistrict's code.
-    pub subdistrict: String,
+    pub subdistrict: &'a str,
     /// Stars earned.
     pub stars: u32,
     /// Total score, hundredths of a point.
@@ -38,11 +39,9 @@ pub enum Freshness {
     NoData,
 }
 
-/// One community's ranks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One community's ranks, in the order of the entries they were computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Ranked {
-    /// The community's id.
-    pub community_id: String,
     /// Rank in the district (1 is best); `None` when not ranked.
     pub district_rank: Option<u32>,
     /// Rank within its subdistrict; `None` when not ranked.
@@ -53,49 +52,50 @@ pub struct Ranked {
 
 /// Ranks the entries; the result is in the same order as `entries`.
 pub fn rank(entries: &[RankEntry], now: DateTime<Utc>, stale_after: TimeDelta) -> Vec<Ranked> {
-    let freshness: Vec<Freshness> = entries
+    let mut out: Vec<Ranked> = entries
         .iter()
-        .map(|e| match e.last_sync {
-            None => Freshness::NoData,
-            Some(at) if now - at > stale_after => Freshness::Stale,
-            Some(_) => Freshness::Current,
+        .map(|e| Ranked {
+            district_rank: None,
+            subdistrict_rank: None,
+            freshness: match e.last_sync {
+                None => Freshness::NoData,
+                Some(at) if now - at > stale_after => Freshness::Stale,
+                Some(_) => Freshness::Current,
+            },
         })
         .collect();
-    let ranked: Vec<usize> =
-        (0..entries.len()).filter(|&i| freshness[i] != Freshness::NoData).collect();
-    let district = competition_ranks(entries, &ranked);
-    let mut by_subdistrict: HashMap<&str, Vec<usize>> = HashMap::new();
-    for &i in &ranked {
-        by_subdistrict.entry(entries[i].subdistrict.as_str()).or_default().push(i);
+    // Best first: more stars, then more points. Ties keep entry order (stable),
+    // which no rank depends on.
+    let mut order: Vec<usize> =
+        (0..entries.len()).filter(|&i| out[i].freshness != Freshness::NoData).collect();
+    let key = |i: usize| std::cmp::Reverse((entries[i].stars, entries[i].total));
+    order.sort_by_key(|&i| key(i));
+    // One pass over the sorted order gives both ranks: the district's from the
+    // position, each subdistrict's from its own running count.
+    struct Running {
+        seen: u32,
+        rank: u32,
+        last: Option<(u32, u32)>,
     }
-    let mut subdistrict = HashMap::new();
-    for members in by_subdistrict.values() {
-        subdistrict.extend(competition_ranks(entries, members));
-    }
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| Ranked {
-            community_id: e.community_id.clone(),
-            district_rank: district.get(&i).copied(),
-            subdistrict_rank: subdistrict.get(&i).copied(),
-            freshness: freshness[i],
-        })
-        .collect()
-}
-
-/// Rank of each index: 1 + how many members are strictly better.
-fn competition_ranks(entries: &[RankEntry], members: &[usize]) -> HashMap<usize, u32> {
-    let key = |i: usize| (entries[i].stars, entries[i].total);
-    let mut order = members.to_vec();
-    order.sort_by_key(|&i| std::cmp::Reverse(key(i)));
-    let mut ranks = HashMap::with_capacity(order.len());
-    let mut current = 0;
-    for (position, &i) in order.iter().enumerate() {
-        if position == 0 || key(order[position - 1]) != key(i) {
-            current = position as u32 + 1;
+    let mut district = Running { seen: 0, rank: 0, last: None };
+    let mut per_subdistrict: HashMap<&str, Running> = HashMap::new();
+    fn step(r: &mut Running, k: (u32, u32)) -> u32 {
+        r.seen += 1;
+        if r.last != Some(k) {
+            r.rank = r.seen;
+            r.last = Some(k);
         }
-        ranks.insert(i, current);
+        r.rank
     }
-    ranks
+    for &i in &order {
+        let k = (entries[i].stars, entries[i].total);
+        out[i].district_rank = Some(step(&mut district, k));
+        let sub = per_subdistrict.entry(entries[i].subdistrict).or_insert(Running {
+            seen: 0,
+            rank: 0,
+            last: None,
+        });
+        out[i].subdistrict_rank = Some(step(sub, k));
+    }
+    out
 }

@@ -121,27 +121,39 @@ fn veto_breach(task: &Task) -> Option<&'static str> {
 
 /// Scores a community's tasks against the stars of its kind.
 pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
+    // One pass over the tasks: each is counted under the star it counts for.
+    let mut uncapped = vec![0u32; standard.stars.len()];
+    let mut vetoes: Vec<Vec<(&str, &'static str)>> = vec![Vec::new(); standard.stars.len()];
+    let mut ignored_tasks = Vec::new();
+    for task in tasks {
+        let star_key = task.counted_star_and_points().0;
+        let Some(i) = standard.stars.iter().position(|s| s.key == star_key) else {
+            ignored_tasks.push(task.id.clone());
+            continue;
+        };
+        uncapped[i] += earned_hundredths(task);
+        if let Some(reason) = veto_breach(task) {
+            vetoes[i].push((task.id.as_str(), reason));
+        }
+    }
     let mut stars: Vec<StarScore> = standard
         .stars
         .iter()
-        .map(|star| {
-            let mine = tasks.iter().filter(|t| t.counted_star_and_points().0 == star.key);
-            let uncapped: u32 = mine.clone().map(earned_hundredths).sum();
+        .zip(uncapped)
+        .zip(vetoes)
+        .map(|((star, uncapped), mut vetoes)| {
             let score = uncapped.min(STAR_POINTS * HUNDREDTHS);
             let pass_mark = star.pass_mark * HUNDREDTHS;
             let mut lacks = Vec::new();
             if score < pass_mark {
                 lacks.push(Lack::Points { missing: pass_mark - score });
             }
-            let mut vetoes: Vec<Lack> = mine
-                .filter_map(|t| {
-                    veto_breach(t)
-                        .map(|reason| Lack::Veto { task: t.id.clone(), reason: reason.to_string() })
-                })
-                .collect();
             // Sorted so the result does not depend on task order.
-            vetoes.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-            lacks.extend(vetoes);
+            vetoes.sort_unstable();
+            lacks.extend(vetoes.into_iter().map(|(task, reason)| Lack::Veto {
+                task: task.to_string(),
+                reason: reason.to_string(),
+            }));
             StarScore {
                 key: star.key.clone(),
                 score,
@@ -168,11 +180,6 @@ pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
             stars[i].earned = false;
         }
     }
-    let mut ignored_tasks: Vec<String> = tasks
-        .iter()
-        .filter(|t| standard.star(t.counted_star_and_points().0).is_none())
-        .map(|t| t.id.clone())
-        .collect();
     ignored_tasks.sort();
     CommunityScore {
         stars_earned: stars.iter().filter(|s| s.earned).count() as u32,

@@ -55,8 +55,32 @@ impl Standing {
     /// The part of a row that makes it a different standing: everything but the
     /// last sync time (which moves on every sync and changes no rank by itself).
     pub fn same_standing(&self, other: &Standing) -> bool {
-        let strip = |s: &Standing| Standing { last_sync_ms: None, ..s.clone() };
-        strip(self) == strip(other)
+        // Destructured so a new field cannot be forgotten here.
+        let Standing {
+            community,
+            name,
+            subdistrict,
+            subdistrict_name,
+            kind,
+            district_rank,
+            subdistrict_rank,
+            stars,
+            total,
+            star_scores,
+            freshness,
+            last_sync_ms: _,
+        } = self;
+        *community == other.community
+            && *name == other.name
+            && *subdistrict == other.subdistrict
+            && *subdistrict_name == other.subdistrict_name
+            && *kind == other.kind
+            && *district_rank == other.district_rank
+            && *subdistrict_rank == other.subdistrict_rank
+            && *stars == other.stars
+            && *total == other.total
+            && *star_scores == other.star_scores
+            && *freshness == other.freshness
     }
 }
 
@@ -74,40 +98,50 @@ pub fn standings(
     now: DateTime<Utc>,
     stale_after: TimeDelta,
 ) -> Vec<Standing> {
-    let entries: Vec<RankEntry> = registry
-        .communities
+    let communities = &registry.communities;
+    let subdistrict_names: HashMap<&str, &str> =
+        registry.subdistricts.iter().map(|s| (s.code.as_str(), s.name.as_str())).collect();
+    // Each map is looked up once per community.
+    let found: Vec<(Option<&CommunityScore>, Option<i64>)> =
+        communities.iter().map(|c| (scores.get(&c.id), last_sync.get(&c.id).copied())).collect();
+    let entries: Vec<RankEntry> = communities
         .iter()
-        .map(|c| {
-            let score = scores.get(&c.id);
-            RankEntry {
-                community_id: c.id.clone(),
-                subdistrict: c.subdistrict.clone(),
-                stars: score.map_or(0, |s| s.stars_earned),
-                total: score.map_or(0, |s| s.total),
-                last_sync: last_sync.get(&c.id).and_then(|ms| DateTime::from_timestamp_millis(*ms)),
-            }
+        .zip(&found)
+        .map(|(c, (score, last))| RankEntry {
+            community_id: &c.id,
+            subdistrict: &c.subdistrict,
+            stars: score.map_or(0, |s| s.stars_earned),
+            total: score.map_or(0, |s| s.total),
+            last_sync: last.and_then(DateTime::from_timestamp_millis),
         })
         .collect();
     let ranked = rank(&entries, now, stale_after);
-    let mut rows: Vec<Standing> = registry
-        .communities
-        .iter()
-        .zip(ranked)
-        .map(|(c, r)| {
-            let score = scores.get(&c.id);
+    // Sorted before any row is built, so the sort moves indices, not rows.
+    let mut order: Vec<usize> = (0..communities.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let key = |i: usize| {
+            let rank = ranked[i].district_rank;
+            (rank.is_none(), rank, communities[i].id.as_str())
+        };
+        key(a).cmp(&key(b))
+    });
+    order
+        .into_iter()
+        .map(|i| {
+            let (c, (score, last), r) = (&communities[i], found[i], ranked[i]);
             Standing {
                 community: c.id.clone(),
                 name: c.name.clone(),
                 subdistrict: c.subdistrict.clone(),
-                subdistrict_name: registry
-                    .subdistrict(&c.subdistrict)
-                    .map(|s| s.name.clone())
+                subdistrict_name: subdistrict_names
+                    .get(c.subdistrict.as_str())
+                    .map(|n| n.to_string())
                     .unwrap_or_default(),
                 kind: c.kind,
                 district_rank: r.district_rank,
                 subdistrict_rank: r.subdistrict_rank,
-                stars: score.map_or(0, |s| s.stars_earned),
-                total: score.map_or(0, |s| s.total),
+                stars: entries[i].stars,
+                total: entries[i].total,
                 star_scores: score
                     .map(|s| {
                         s.stars
@@ -121,18 +155,10 @@ pub fn standings(
                     })
                     .unwrap_or_default(),
                 freshness: r.freshness,
-                last_sync_ms: last_sync.get(&c.id).copied(),
+                last_sync_ms: last,
             }
         })
-        .collect();
-    rows.sort_by(|a, b| {
-        (a.district_rank.is_none(), a.district_rank, &a.community).cmp(&(
-            b.district_rank.is_none(),
-            b.district_rank,
-            &b.community,
-        ))
-    });
-    rows
+        .collect()
 }
 
 /// How each community's district rank moved from `before` to `after`: positive is up

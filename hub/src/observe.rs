@@ -17,6 +17,9 @@ pub const CHANGES: &str = "fivestar_hub_changes_applied_total";
 pub const MERGE_SECONDS: &str = "fivestar_hub_merge_duration_seconds";
 /// Time to refresh the standings (rescore what changed, rank all).
 pub const RESCORE_SECONDS: &str = "fivestar_hub_rescore_duration_seconds";
+/// Communities rescored, by what was read: `touched_tasks` (only the tasks the new
+/// changes wrote) or `whole_document`.
+pub const RESCORES: &str = "fivestar_hub_community_rescores_total";
 /// Devices connected right now.
 pub const CONNECTED: &str = "fivestar_hub_connected_devices";
 /// Each community's last successful sync, Unix seconds, by `community`.
@@ -78,6 +81,7 @@ fn describe() {
     describe_counter!(FILES_COMPLETE, "Evidence files received whole and verified.");
     describe_histogram!(MERGE_SECONDS, Unit::Seconds, "Time to check and store one sync message.");
     describe_histogram!(RESCORE_SECONDS, Unit::Seconds, "Time to refresh the standings.");
+    describe_counter!(RESCORES, "Communities rescored, by what was read.");
     describe_gauge!(CONNECTED, "Devices connected now.");
     describe_gauge!(LAST_SYNC, Unit::Seconds, "Last successful sync of each community, Unix time.");
     describe_gauge!(COMMUNITIES, "Communities by freshness of their data.");

@@ -569,7 +569,12 @@ impl Session {
         for (doc_id, heads) in heads {
             self.send(Outbound::Ack { doc_id, heads }).await?;
         }
-        self.send(Outbound::Idle(answering.unwrap_or(0))).await?;
+        // A push that found nothing to say (the node already has the write, as the
+        // node that made it does) sends nothing: its Idle would be a frame, a flush
+        // and a wake-up of the node per edit, for nothing.
+        if answering.is_some() || said > 0 {
+            self.send(Outbound::Idle(answering.unwrap_or(0))).await?;
+        }
         Ok(said)
     }
 

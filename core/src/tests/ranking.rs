@@ -1,6 +1,7 @@
 //! Competition ranking and freshness, hand-computed.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use proptest::prelude::*;
 
 use crate::ranking::{Freshness, RankEntry, rank};
 
@@ -13,13 +14,13 @@ fn now() -> DateTime<Utc> {
 }
 
 fn entry(
-    id: &str,
-    sub: &str,
+    id: &'static str,
+    sub: &'static str,
     stars: u32,
     total: u32,
     last_sync: Option<DateTime<Utc>>,
-) -> RankEntry {
-    RankEntry { community_id: id.into(), subdistrict: sub.into(), stars, total, last_sync }
+) -> RankEntry<'static> {
+    RankEntry { community_id: id, subdistrict: sub, stars, total, last_sync }
 }
 
 #[test]
@@ -64,4 +65,49 @@ fn never_synced_communities_have_no_data_and_no_rank() {
     assert_eq!(ranks[0].district_rank, None);
     assert_eq!(ranks[0].subdistrict_rank, None);
     assert_eq!(ranks[1].district_rank, Some(1));
+}
+
+proptest! {
+    /// Competition ranking by definition: a ranked community's rank is one more than
+    /// the number of ranked communities strictly better than it, in the district and
+    /// within its subdistrict, whatever order the entries come in.
+    #[test]
+    fn a_rank_is_one_more_than_the_number_strictly_better(
+        raw in proptest::collection::vec((0u32..3, 0u32..6, 0u32..4, 0i64..40), 0..60)
+    ) {
+        let ids: Vec<String> = (0..raw.len()).map(|i| format!("c{i}")).collect();
+        let subs = ["001", "002", "003"];
+        let entries: Vec<RankEntry> = raw
+            .iter()
+            .zip(&ids)
+            .map(|(&(sub, stars, total, hours), id)| RankEntry {
+                community_id: id,
+                subdistrict: subs[sub as usize],
+                stars,
+                total: total * 1000,
+                // 30 hours and more: never synced.
+                last_sync: if hours >= 30 { None } else { at(hours) },
+            })
+            .collect();
+        let ranks = rank(&entries, now(), TimeDelta::hours(24));
+        prop_assert_eq!(ranks.len(), entries.len());
+        let key = |e: &RankEntry| (e.stars, e.total);
+        for (e, r) in entries.iter().zip(&ranks) {
+            if e.last_sync.is_none() {
+                prop_assert_eq!(r.freshness, Freshness::NoData);
+                prop_assert_eq!((r.district_rank, r.subdistrict_rank), (None, None));
+                continue;
+            }
+            let better = |same_sub: bool| {
+                entries
+                    .iter()
+                    .filter(|o| o.last_sync.is_some() && key(o) > key(e))
+                    .filter(|o| !same_sub || o.subdistrict == e.subdistrict)
+                    .count() as u32
+                    + 1
+            };
+            prop_assert_eq!(r.district_rank, Some(better(false)));
+            prop_assert_eq!(r.subdistrict_rank, Some(better(true)));
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! with which role. Passwords are stored as argon2id hashes only.
 
 use fivestar_core::Role;
+use fivestar_store::CachedSql;
 use fivestar_store::StoreError;
 use fivestar_store::rusqlite::{OptionalExtension, params};
 
@@ -121,7 +122,7 @@ impl HubStore {
         let added = self
             .docs
             .conn()
-            .execute(
+            .cached_execute(
                 "INSERT OR IGNORE INTO accounts (name, display, role, password_hash, disabled, created_ms, changed_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 params![
@@ -142,7 +143,7 @@ impl HubStore {
         let changed = self
             .docs
             .conn()
-            .execute(
+            .cached_execute(
                 "UPDATE accounts SET password_hash = ?2, changed_ms = ?3 WHERE name = ?1",
                 params![name, hash, now_ms],
             )
@@ -160,7 +161,7 @@ impl HubStore {
         let changed = self
             .docs
             .conn()
-            .execute(
+            .cached_execute(
                 "UPDATE accounts SET disabled = ?2, changed_ms = ?3 WHERE name = ?1",
                 params![name, i64::from(disabled), now_ms],
             )
@@ -173,7 +174,7 @@ impl HubStore {
         let found: Option<i64> = self
             .docs
             .conn()
-            .query_row("SELECT 1 FROM accounts LIMIT 1", [], |r| r.get(0))
+            .cached_row("SELECT 1 FROM accounts LIMIT 1", [], |r| r.get(0))
             .optional()
             .map_err(|e| self.docs.err(e))?;
         Ok(found.is_some())

@@ -6,6 +6,7 @@
 //! as at the district only once every byte arrived and the whole matched its hash.
 
 use fivestar_core::FileRef;
+use fivestar_store::CachedSql;
 use fivestar_store::StoreError;
 use fivestar_store::rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -111,7 +112,7 @@ impl HubStore {
         let row: Option<(i64, i64)> = self
             .docs
             .conn()
-            .query_row(
+            .cached_row(
                 "SELECT received, complete FROM files WHERE community = ?1 AND sha256 = ?2",
                 params![community, sha256],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -133,7 +134,7 @@ impl HubStore {
         let used: i64 = self
             .docs
             .conn()
-            .query_row(
+            .cached_row(
                 "SELECT COALESCE(SUM(size), 0) FROM files WHERE community = ?1",
                 [community],
                 |r| r.get(0),
@@ -184,17 +185,17 @@ impl HubStore {
         let complete = end == file.size;
         let outcome = self.docs.write(|txn| -> Result<bool, FileError> {
             let sql = txn.sql();
-            sql.execute(
+            sql.cached_execute(
                 "INSERT OR IGNORE INTO files (community, sha256, size, started_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![key.0, key.1, size, now_ms],
             )
             .map_err(|e| txn.err(e))?;
-            sql.execute(
+            sql.cached_execute(
                 "INSERT INTO file_chunks (community, sha256, offset, data) VALUES (?1, ?2, ?3, ?4)",
                 params![key.0, key.1, i64::try_from(offset).unwrap_or(i64::MAX), data],
             )
             .map_err(|e| txn.err(e))?;
-            sql.execute(
+            sql.cached_execute(
                 "UPDATE files SET received = ?3 WHERE community = ?1 AND sha256 = ?2",
                 params![key.0, key.1, i64::try_from(end).unwrap_or(i64::MAX)],
             )
@@ -215,13 +216,13 @@ impl HubStore {
                 }
             }
             if hex::encode(hasher.finalize()) != key.1 {
-                sql.execute("DELETE FROM file_chunks WHERE community = ?1 AND sha256 = ?2", params![key.0, key.1])
+                sql.cached_execute("DELETE FROM file_chunks WHERE community = ?1 AND sha256 = ?2", params![key.0, key.1])
                     .map_err(|e| txn.err(e))?;
-                sql.execute("DELETE FROM files WHERE community = ?1 AND sha256 = ?2", params![key.0, key.1])
+                sql.cached_execute("DELETE FROM files WHERE community = ?1 AND sha256 = ?2", params![key.0, key.1])
                     .map_err(|e| txn.err(e))?;
                 return Ok(false);
             }
-            sql.execute(
+            sql.cached_execute(
                 "UPDATE files SET complete = 1, completed_ms = ?3 WHERE community = ?1 AND sha256 = ?2",
                 params![key.0, key.1, now_ms],
             )
@@ -243,7 +244,7 @@ impl HubStore {
     ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
         self.docs
             .conn()
-            .query_row(
+            .cached_row(
                 "SELECT thumb FROM file_thumbs WHERE community = ?1 AND sha256 = ?2",
                 params![community, sha256],
                 |r| r.get::<_, Option<Vec<u8>>>(0),
@@ -258,7 +259,7 @@ impl HubStore {
         Ok(self
             .docs
             .conn()
-            .query_row(
+            .cached_row(
                 "SELECT thumb IS NULL FROM file_thumbs WHERE community = ?1 AND sha256 = ?2",
                 params![community, sha256],
                 |r| r.get::<_, bool>(0),
@@ -278,7 +279,7 @@ impl HubStore {
         let key = (community.to_string(), sha256.to_string());
         self.docs.write(|txn| -> Result<(), StoreError> {
             txn.sql()
-                .execute(
+                .cached_execute(
                     "INSERT OR REPLACE INTO file_thumbs (community, sha256, thumb) VALUES (?1, ?2, ?3)",
                     params![key.0, key.1, thumb],
                 )
@@ -393,7 +394,7 @@ impl HubStore {
         let complete: Option<i64> = self
             .docs
             .conn()
-            .query_row(
+            .cached_row(
                 "SELECT complete FROM files WHERE community = ?1 AND sha256 = ?2",
                 params![community, sha256],
                 |r| r.get(0),

@@ -22,9 +22,10 @@ use automerge::{ActorId, ChangeHash, ReadDoc};
 use fivestar_core::document::community_of;
 use fivestar_core::policy::check_district;
 use fivestar_core::{
-    CommunityDoc, EditError, Kind, Policy, Registry, Review, Role, Stamp, Standard, Writer,
-    district,
+    CommunityDoc, EditError, Kind, Policy, Registry, Review, Role, Stamp, Standard, Touched,
+    Writer, district,
 };
+use fivestar_store::CachedSql;
 use fivestar_store::rusqlite::params;
 use fivestar_store::{DocStore, Schema, StoreError};
 
@@ -198,6 +199,8 @@ pub struct Merged {
     before: Vec<ChangeHash>,
     candidate: automerge::Automerge,
     new: Vec<automerge::Change>,
+    /// The tasks the new changes wrote into (a community's document only).
+    touched: Option<Touched>,
     next_state: State,
     waiting: bool,
     chunks: Vec<Vec<u8>>,
@@ -237,16 +240,14 @@ impl Merge {
             })?;
             let waiting = !candidate.get_missing_deps(&[]).is_empty();
             let new = candidate.get_changes(&before);
-            if !new.is_empty() {
-                match &policy {
-                    Some(policy) => policy.check(&writer, &candidate, &new),
-                    None => check_district(&writer, &new),
-                }
-                .map_err(|refused| refusal(&doc_id, refused))?;
+            let touched = match &policy {
+                Some(policy) => policy.check_touched(&writer, &candidate, &new).map(Some),
+                None => check_district(&writer, &new).map(|()| None),
             }
-            Ok((waiting, new))
+            .map_err(|refused| refusal(&doc_id, refused))?;
+            Ok((waiting, new, touched))
         }));
-        let (waiting, new) = match merged {
+        let (waiting, new, touched) = match merged {
             Ok(result) => result?,
             Err(_) => {
                 metrics::counter!(crate::observe::PANICS).increment(1);
@@ -260,7 +261,18 @@ impl Merge {
             }
         };
         let peer = peer_name(&writer);
-        Ok(Merged { doc_id, before, candidate, new, next_state, waiting, chunks, ops, peer })
+        Ok(Merged {
+            doc_id,
+            before,
+            candidate,
+            new,
+            touched,
+            next_state,
+            waiting,
+            chunks,
+            ops,
+            peer,
+        })
     }
 }
 
@@ -644,8 +656,18 @@ impl HubStore {
         pending: &mut Vec<Vec<u8>>,
         now_ms: i64,
     ) -> Result<Option<Received>, Refusal> {
-        let Merged { doc_id, before, candidate, new, next_state, waiting, chunks, ops, peer } =
-            merged;
+        let Merged {
+            doc_id,
+            before,
+            candidate,
+            new,
+            touched,
+            next_state,
+            waiting,
+            chunks,
+            ops,
+            peer,
+        } = merged;
         let max_document_bytes = self.max_document_bytes;
         let stored = self.docs.write(|txn| -> Result<Option<Vec<ChangeHash>>, Refusal> {
             // Moved since `prepare` read it? (Its heads, not a copy of it.)
@@ -656,7 +678,7 @@ impl HubStore {
                 // The document may not grow past its bound (`max_document_bytes`).
                 let stored: i64 = txn
                     .sql()
-                    .query_row(
+                    .cached_row(
                         "SELECT coalesce((SELECT length(snapshot) FROM documents WHERE doc_id = ?1), 0)
                               + coalesce((SELECT sum(length(bytes)) FROM chunks WHERE doc_id = ?1), 0)",
                         [&doc_id],
@@ -682,6 +704,11 @@ impl HubStore {
             Ok(Some(candidate.get_heads()))
         })??;
         let Some(heads) = stored else { return Ok(None) };
+        if let (Some(community), Some(touched)) = (community_of(&doc_id), touched)
+            && !new.is_empty()
+        {
+            self.scores.note_write(community, &before, &heads, touched);
+        }
         *state = next_state;
         if waiting {
             pending.extend(chunks);
@@ -709,7 +736,7 @@ impl HubStore {
         let actor = self.actor.clone();
         let policy = self.policy(community)?.clone();
         let peer = peer_name(&reviewer);
-        self.docs.write(|txn| -> Result<(), ReviewError> {
+        let written = self.docs.write(|txn| -> Result<_, ReviewError> {
             let current = txn
                 .load(&doc_id)?
                 .unwrap_or_else(|| CommunityDoc::new(community, actor.clone()).automerge().clone());
@@ -717,13 +744,16 @@ impl HubStore {
             let mut doc = CommunityDoc::from_automerge(community, current, actor.clone());
             doc.set_review(task, review, stamp)?;
             let new = doc.automerge().get_changes(&before);
-            policy
-                .check(&reviewer, doc.automerge(), &new)
+            let touched = policy
+                .check_touched(&reviewer, doc.automerge(), &new)
                 .map_err(|refused| ReviewError::Denied(refused.to_string()))?;
             txn.save(&doc_id, &before, doc.automerge(), stamp.at_ms)?;
             record_deliveries(txn, &doc_id, &new, &peer, stamp.at_ms)?;
-            Ok(())
-        })?
+            Ok((before, doc.heads(), touched))
+        })??;
+        let (before, after, touched) = written;
+        self.scores.note_write(community, &before, &after, touched);
+        Ok(())
     }
 
     /// Who delivered each change of a document, by change hash (changes stored
@@ -772,7 +802,7 @@ impl HubStore {
         };
         self.docs
             .conn()
-            .execute(
+            .cached_execute(
                 "INSERT INTO peers (peer, community, name, first_seen_ms, last_seen_ms, sessions,
                                     node_version, unacked_changes, oldest_unacked_age_seconds, clock_skew_ms)
                  VALUES (?1, ?2, ?3, ?4, ?4, 1, ?5, ?6, ?7, ?8)
@@ -810,7 +840,7 @@ impl HubStore {
     ) -> Result<(), StoreError> {
         self.docs
             .conn()
-            .execute(
+            .cached_execute(
                 "UPDATE peers SET last_seen_ms = ?2, bytes_in = bytes_in + ?3,
                      bytes_out = bytes_out + ?4, changes_received = changes_received + ?5,
                      last_success_ms = CASE WHEN ?6 THEN ?2 ELSE last_success_ms END
@@ -840,7 +870,7 @@ impl HubStore {
     ) -> Result<(), StoreError> {
         self.docs
             .conn()
-            .execute(
+            .cached_execute(
                 "INSERT INTO peers (peer, community, name, first_seen_ms, last_seen_ms,
                                     last_error_ms, last_error_class, last_error_message)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5, ?6)
@@ -904,7 +934,7 @@ fn record_deliveries(
 ) -> Result<(), StoreError> {
     for change in changes {
         txn.sql()
-            .execute(
+            .cached_execute(
                 "INSERT OR IGNORE INTO deliveries (doc_id, hash, peer, delivered_ms)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![doc_id, change.hash().to_string(), peer, now_ms],

@@ -13,9 +13,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use automerge::ChangeHash;
 use chrono::{DateTime, TimeDelta, Utc};
+use fivestar_core::document::read_named_tasks;
 use fivestar_core::{
-    CommunityDoc, CommunityScore, Registry, Standard, Standing, same_table, score, standings,
+    CommunityDoc, CommunityScore, Registry, Standard, Standing, Task, Touched, same_table, score,
+    standings,
 };
+use fivestar_store::CachedSql;
 use fivestar_store::rusqlite::{OptionalExtension, params};
 use fivestar_store::{DocStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -23,11 +26,59 @@ use sha2::{Digest, Sha256};
 
 use super::{HubStore, community_doc_id};
 
-/// Scores by community: the write counter they were read at, the heads, the score.
+/// Scores by community: the write counter they were read at, and for each
+/// community the heads, the tasks as read there and the score.
 #[derive(Debug, Default)]
 pub struct ScoreCache {
     seq: i64,
-    by_community: HashMap<String, (Vec<ChangeHash>, CommunityScore)>,
+    by_community: HashMap<String, Scored>,
+    /// What the sessions' writes since the last rescore touched, by community.
+    hints: HashMap<String, Hint>,
+}
+
+/// One community's score and what it was computed from.
+#[derive(Debug)]
+struct Scored {
+    heads: Vec<ChangeHash>,
+    /// The tasks as read at `heads`, without their notes (scoring reads no notes;
+    /// a community's evidence would otherwise be held twice).
+    tasks: Vec<Task>,
+    score: CommunityScore,
+}
+
+/// A run of writes to one document, each on top of the last, from `from` to `to`,
+/// and the tasks they touched (from the policy check that accepted them).
+#[derive(Debug)]
+struct Hint {
+    from: Vec<ChangeHash>,
+    to: Vec<ChangeHash>,
+    touched: Touched,
+}
+
+impl ScoreCache {
+    /// Remembers that a write moved `community`'s document from `before` to `after`
+    /// touching only `touched`. Rescoring then rereads only those tasks, if the
+    /// writes it knows of lead exactly from the scored heads to the current ones;
+    /// any other write (a review, another process) breaks the run and the whole
+    /// document is reread.
+    pub(super) fn note_write(
+        &mut self,
+        community: &str,
+        before: &[ChangeHash],
+        after: &[ChangeHash],
+        touched: Touched,
+    ) {
+        match self.hints.get_mut(community) {
+            Some(hint) if hint.to == before => {
+                hint.to = after.to_vec();
+                hint.touched.extend(touched);
+            }
+            _ => {
+                let hint = Hint { from: before.to_vec(), to: after.to_vec(), touched };
+                self.hints.insert(community.to_string(), hint);
+            }
+        }
+    }
 }
 
 /// The heads each community's score was computed at.
@@ -58,7 +109,10 @@ pub struct Snapshot {
 pub(super) fn remember_text(docs: &DocStore, text: &str) -> Result<String, StoreError> {
     let sha = hex::encode(Sha256::digest(text.as_bytes()));
     docs.conn()
-        .execute("INSERT OR IGNORE INTO texts (sha256, text) VALUES (?1, ?2)", params![sha, text])
+        .cached_execute(
+            "INSERT OR IGNORE INTO texts (sha256, text) VALUES (?1, ?2)",
+            params![sha, text],
+        )
         .map_err(|e| docs.err(e))?;
     Ok(sha)
 }
@@ -74,15 +128,11 @@ impl HubStore {
         self.rescore_changed()?;
         let last_sync = self.last_successes()?;
         let scores: HashMap<String, CommunityScore> =
-            self.scores.by_community.iter().map(|(id, (_, s))| (id.clone(), s.clone())).collect();
+            self.scores.by_community.iter().map(|(id, s)| (id.clone(), s.score.clone())).collect();
         let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default();
         let rows = standings(&self.registry, &scores, &last_sync, now, stale_after);
-        let heads = self
-            .scores
-            .by_community
-            .iter()
-            .map(|(id, (heads, _))| (id.clone(), heads.clone()))
-            .collect();
+        let heads =
+            self.scores.by_community.iter().map(|(id, s)| (id.clone(), s.heads.clone())).collect();
         Ok((rows, heads))
     }
 
@@ -117,7 +167,7 @@ impl HubStore {
             rows.iter().filter_map(|r| Some((r.community.clone(), r.last_sync_ms?))).collect();
         self.docs
             .conn()
-            .execute(
+            .cached_execute(
                 "INSERT INTO standings_snapshots (computed_ms, stale_after_ms, standard_sha256,
                      registry_sha256, heads, last_sync, rows)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -213,7 +263,7 @@ impl HubStore {
         let text = |sha: &str| -> Result<String, RecomputeError> {
             self.docs
                 .conn()
-                .query_row("SELECT text FROM texts WHERE sha256 = ?1", [sha], |r| r.get(0))
+                .cached_row("SELECT text FROM texts WHERE sha256 = ?1", [sha], |r| r.get(0))
                 .optional()
                 .map_err(|e| RecomputeError::Store(self.docs.err(e)))?
                 .ok_or_else(|| RecomputeError::Missing(format!("the text with SHA-256 {sha}")))
@@ -250,22 +300,59 @@ impl HubStore {
         ))
     }
 
-    /// Rescores the communities whose documents were written since the last call.
+    /// Rescores the communities whose documents were written since the last call:
+    /// from the tasks the writes touched when the hints say exactly which, else from
+    /// the whole document.
     fn rescore_changed(&mut self) -> Result<(), StoreError> {
         let (changed, newest) = self.docs.changed_since(self.scores.seq)?;
-        let kinds: HashMap<String, fivestar_core::Kind> =
-            self.registry.communities.iter().map(|c| (c.id.clone(), c.kind)).collect();
         for doc_id in changed {
             let Some(community) = fivestar_core::document::community_of(&doc_id) else { continue };
-            let Some(kind) = kinds.get(community) else { continue };
+            let hint = self.scores.hints.remove(community);
+            let Some(entry) = self.registry.community(community) else { continue };
+            let standard = self.standard.kind(entry.kind);
+            let cached = self.scores.by_community.remove(community);
             // Read from the cached document, not a copy of it.
-            let standard = self.standard.kind(*kind);
             let scored = self.docs.peek(&doc_id, |doc| {
-                let tasks = fivestar_core::document::read_document(doc, community).0;
-                (doc.get_heads(), score(standard, &tasks))
+                let heads = doc.get_heads();
+                match (cached, hint) {
+                    (Some(mut scored), Some(hint))
+                        if !hint.touched.everything
+                            && hint.from == scored.heads
+                            && hint.to == heads =>
+                    {
+                        let ids = hint.touched.tasks.iter().map(String::as_str);
+                        for (id, task) in read_named_tasks(doc, ids) {
+                            let at = scored.tasks.iter().position(|t| t.id == id);
+                            match (task, at) {
+                                (Some(task), Some(at)) => scored.tasks[at] = without_notes(task),
+                                (Some(task), None) => scored.tasks.push(without_notes(task)),
+                                (None, Some(at)) => {
+                                    scored.tasks.swap_remove(at);
+                                }
+                                (None, None) => {}
+                            }
+                        }
+                        metrics::counter!(crate::observe::RESCORES, "read" => "touched_tasks")
+                            .increment(1);
+                        Scored { score: score(standard, &scored.tasks), heads, ..scored }
+                    }
+                    (Some(scored), _) if scored.heads == heads => scored,
+                    _ => {
+                        let tasks: Vec<Task> =
+                            fivestar_core::document::read_document(doc, community)
+                                .0
+                                .into_iter()
+                                .map(without_notes)
+                                .collect();
+                        metrics::counter!(crate::observe::RESCORES, "read" => "whole_document")
+                            .increment(1);
+                        Scored { score: score(standard, &tasks), heads, tasks }
+                    }
+                }
             })?;
-            let Some((heads, result)) = scored else { continue };
-            self.scores.by_community.insert(community.to_string(), (heads, result));
+            if let Some(scored) = scored {
+                self.scores.by_community.insert(community.to_string(), scored);
+            }
         }
         self.scores.seq = newest;
         Ok(())
@@ -297,6 +384,11 @@ pub enum RecomputeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A task as the score cache keeps it.
+fn without_notes(task: Task) -> Task {
+    Task { notes: Vec::new(), ..task }
 }
 
 /// A snapshot column as JSON (these types always serialize).

@@ -226,3 +226,93 @@ fn rfc3339(ms: i64) -> String {
 fn chrono_now() -> String {
     chrono::Utc::now().to_rfc3339()
 }
+
+/// The serving hub rescores a community from the tasks a sync's changes touched, not
+/// from its whole document. Its standings (the gRPC query reads them from that cache)
+/// must equal what a fresh `fivestar-hub standings` reads from the whole documents,
+/// after syncs of every kind of edit and a review written by another process (which
+/// the serving hub has no hint of, so it rereads that document whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standings_rescored_from_touched_tasks_equal_a_whole_reread() {
+    let hub = Hub::started();
+    let fuhou = NodeDir::for_hub(&hub, "fuhou", "d1");
+    let fangou = NodeDir::for_hub(&hub, "fangou", "d1");
+    fuhou.ok(&["sync"]);
+    fangou.ok(&["sync"]);
+    let certs = tempfile::tempdir().unwrap();
+    hub.issue_into(&["--reviewer", "analyst"], certs.path());
+    let channel = fivestar_tests::raw::channel(&hub.url(), certs.path()).await.unwrap();
+    let served = || async {
+        let reply = QueryClient::new(channel.clone())
+            .standings(StandingsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        reply
+            .standings
+            .iter()
+            .map(|s| (s.community_id.clone(), (s.district_rank, s.stars, s.total_hundredths)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let reread = || {
+        let json: Value = serde_json::from_str(&hub.ok(&["standings", "--json"])).unwrap();
+        json["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let n = |k: &str| r[k].as_u64().unwrap_or(0) as u32;
+                (
+                    r["community"].as_str().unwrap().to_string(),
+                    (n("district_rank"), n("stars"), n("total")),
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let steps: &[(&NodeDir, &[&str])] = &[
+        (&fuhou, &["task", "done", "u-business-collective"]),
+        (&fuhou, &["task", "progress", "u-business-jobs", "40"]),
+        (&fangou, &["task", "done", "a-industry-collective"]),
+        (&fuhou, &["task", "note", "u-business-jobs", "招聘会两场"]),
+        (&fuhou, &["task", "fail", "u-safety-three-zeros", "--note", "发生一起事故"]),
+        (&fangou, &["task", "progress", "a-industry-leading", "75"]),
+        (&fuhou, &["task", "add", "--star", "safety", "--title", "夜间巡逻", "--points", "5"]),
+        (&fuhou, &["task", "done", "u-business-jobs"]),
+    ];
+    for (i, (node, args)) in steps.iter().enumerate() {
+        node.ok(args);
+        node.ok(&["sync"]);
+        if i == 4 {
+            // A review by another process: no hint reaches the serving hub.
+            hub.ok(&[
+                "review",
+                "fuhou",
+                "u-business-collective",
+                "reject",
+                "--reviewer",
+                "王敏",
+                "--comment",
+                "材料不全",
+            ]);
+        }
+        let expected = reread();
+        // The serving hub refreshes within 200 ms of a write; ten seconds at most.
+        let mut last = served().await;
+        for _ in 0..50 {
+            if last == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            last = served().await;
+        }
+        assert_eq!(last, expected, "after step {i}: served standings against a whole reread");
+    }
+    // The served standings really came from touched tasks, not only whole rereads.
+    let (_, metrics) = fivestar_tests::http_get(&hub.dashboard(), "/metrics").unwrap();
+    let touched: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("fivestar_hub_community_rescores_total{read=\"touched_tasks\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(touched >= 6.0, "rescored from touched tasks {touched} times:\n{metrics}");
+}
