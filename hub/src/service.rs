@@ -119,7 +119,7 @@ impl SyncApi for SyncService {
                 .shared
                 .store
                 .call(move |s| {
-                    s.store_chunk(
+                    let stored = s.store_chunk(
                         &c,
                         &current,
                         chunk.offset,
@@ -127,15 +127,22 @@ impl SyncApi for SyncService {
                         &chunk.chunk_sha256,
                         quota,
                         chrono::Utc::now().timestamp_millis(),
-                    )
+                    );
+                    // Counted with the write, on the store thread: a link cut while
+                    // the reply is on its way drops this future, not the count.
+                    if let Ok(p) = &stored {
+                        metrics::counter!(crate::observe::FILE_BYTES).increment(chunk_len);
+                        if p.complete {
+                            metrics::counter!(crate::observe::FILES_COMPLETE).increment(1);
+                        }
+                    }
+                    stored
                 })
                 .await
                 .map_err(|e| Status::unavailable(e.to_string()))?;
             match stored {
                 Ok(p) => {
-                    metrics::counter!(crate::observe::FILE_BYTES).increment(chunk_len);
                     if p.complete {
-                        metrics::counter!(crate::observe::FILES_COMPLETE).increment(1);
                         tracing::info!(%community, sha256 = %chunk.sha256, bytes = p.size, "evidence file complete");
                         crate::thumbs::spawn_make(
                             self.shared.store.clone(),

@@ -475,7 +475,10 @@ impl Session {
             tracing::info!(doc = %doc_id, changes = received.changes, "stored changes");
             // Other sessions learn of it from the store watcher, like any other write.
         }
-        self.send(Outbound::Ack { doc_id, heads: received.heads }).await
+        // The node learns what is stored from the Ack of the hub's answer to its turn,
+        // which its Idle asks for right after its messages: one Ack per message would
+        // be a frame, a flush and a write on the node for nothing more.
+        Ok(())
     }
 
     /// Merges one message: the store thread reads the document, a blocking thread

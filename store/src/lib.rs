@@ -97,6 +97,9 @@ const STORE_MIGRATIONS: &[&str] = &[
          state BLOB NOT NULL,
          PRIMARY KEY (peer, doc_id)
      ) STRICT;",
+    // 2: the write counter indexed: every save asks for the highest, and whoever
+    // watches for writes asks what is above a number, without reading every row.
+    "CREATE INDEX documents_by_seq ON documents (changed_seq);",
 ];
 
 /// Which program a database belongs to, and that program's own migrations.

@@ -185,6 +185,8 @@ impl HubProcess {
         let child = command
             .args(["--data-dir", &dir.display().to_string(), "serve"])
             .env("RUST_LOG", "warn")
+            // As the hub's systemd unit and container image run it.
+            .env("MALLOC_ARENA_MAX", "2")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
