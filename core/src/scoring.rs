@@ -41,7 +41,7 @@ pub struct CommunityScore {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StarScore {
     /// The star's key.
-    pub key: String,
+    pub key: std::sync::Arc<str>,
     /// Score, hundredths of a point, capped at 10000.
     pub score: u32,
     /// The sum before the cap, to show what lies beyond 100.
@@ -73,7 +73,7 @@ pub enum Lack {
     /// The capstone star waits for these stars.
     Capstone {
         /// Keys of the other stars not yet earned.
-        waiting_for: Vec<String>,
+        waiting_for: Vec<std::sync::Arc<str>>,
     },
 }
 
@@ -139,9 +139,10 @@ pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
     let mut stars: Vec<StarScore> = standard
         .stars
         .iter()
+        .zip(standard.shared_keys())
         .zip(uncapped)
         .zip(vetoes)
-        .map(|((star, uncapped), mut vetoes)| {
+        .map(|(((star, key), uncapped), mut vetoes)| {
             let score = uncapped.min(STAR_POINTS * HUNDREDTHS);
             let pass_mark = star.pass_mark * HUNDREDTHS;
             let mut lacks = Vec::new();
@@ -155,7 +156,7 @@ pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
                 reason: reason.to_string(),
             }));
             StarScore {
-                key: star.key.clone(),
+                key: key.clone(),
                 score,
                 uncapped,
                 pass_mark,
@@ -169,7 +170,7 @@ pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
         if !star.capstone {
             continue;
         }
-        let waiting_for: Vec<String> = stars
+        let waiting_for: Vec<std::sync::Arc<str>> = stars
             .iter()
             .enumerate()
             .filter(|(j, other)| *j != i && !other.earned)

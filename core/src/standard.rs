@@ -51,6 +51,30 @@ pub struct Standard {
 pub struct KindStandard {
     /// Exactly five stars, in the order screens show them.
     pub stars: Vec<Star>,
+    /// The star keys as shared strings, made on first use: every score of every
+    /// community names its five stars, and a shared key is copied without an
+    /// allocation (ranking 50,000 communities made 500,000 copies).
+    #[serde(skip)]
+    shared_keys: SharedKeys,
+}
+
+/// The shared star keys of a kind; not part of what the standard says, so two
+/// standards compare equal whether or not they made theirs yet.
+#[derive(Clone, Default)]
+struct SharedKeys(std::sync::OnceLock<Vec<std::sync::Arc<str>>>);
+
+impl PartialEq for SharedKeys {
+    fn eq(&self, _: &SharedKeys) -> bool {
+        true
+    }
+}
+
+impl Eq for SharedKeys {}
+
+impl fmt::Debug for SharedKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedKeys")
+    }
 }
 
 /// One star of a kind.
@@ -202,6 +226,13 @@ impl KindStandard {
     /// The star with this key, if the kind has it.
     pub fn star(&self, key: &str) -> Option<&Star> {
         self.stars.iter().find(|s| s.key == key)
+    }
+
+    /// The keys of the stars, in order, as shared strings (cheap to copy).
+    pub fn shared_keys(&self) -> &[std::sync::Arc<str>] {
+        self.shared_keys
+            .0
+            .get_or_init(|| self.stars.iter().map(|s| s.key.as_str().into()).collect())
     }
 
     /// The keys of the stars, in order, for error messages.

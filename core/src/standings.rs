@@ -44,7 +44,7 @@ pub struct Standing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StarCell {
     /// The star's key.
-    pub key: String,
+    pub key: std::sync::Arc<str>,
     /// Hundredths of a point.
     pub score: u32,
     /// Earned or not.

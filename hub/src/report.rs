@@ -307,7 +307,7 @@ pub fn csv(view: &StandingsView) -> Result<String, csv::Error> {
         ];
         for i in 0..5 {
             let cell = s.star_scores.get(i);
-            record.push(cell.map(|c| c.key.clone()).unwrap_or_default());
+            record.push(cell.map(|c| c.key.to_string()).unwrap_or_default());
             record.push(cell.map(|c| format_points(c.score)).unwrap_or_default());
         }
         record.push(format_points(s.total));
@@ -356,7 +356,7 @@ pub(crate) fn standings_table_html(
             .iter()
             .map(|c| {
                 let name =
-                    kind.star(&c.key).map(|st| st.zh.clone()).unwrap_or_else(|| c.key.clone());
+                    kind.star(&c.key).map(|st| st.zh.clone()).unwrap_or_else(|| c.key.to_string());
                 format!(
                     "<span class=\"cell\">{} {}{}</span>",
                     escape(&name),

@@ -515,7 +515,7 @@ impl QueryApi for QueryService {
                 .stars
                 .iter()
                 .map(|s| v1::StarLack {
-                    star_key: s.key.clone(),
+                    star_key: s.key.to_string(),
                     reasons: s.lacks.iter().map(|l| l.to_string()).collect(),
                 })
                 .collect(),
@@ -609,7 +609,7 @@ fn standing_to_wire(s: &Standing, change: Option<i64>) -> v1::Standing {
             .star_scores
             .iter()
             .map(|c| v1::StarScore {
-                star_key: c.key.clone(),
+                star_key: c.key.to_string(),
                 score_hundredths: c.score,
                 earned: c.earned,
             })

@@ -62,7 +62,7 @@ fn star_score_is_capped_at_100_points() {
         with_progress(task("b", "business", 50), 100),
     ];
     let result = score(&urban(), &tasks);
-    let business = result.stars.iter().find(|s| s.key == "business").unwrap();
+    let business = result.stars.iter().find(|s| &*s.key == "business").unwrap();
     assert_eq!(business.uncapped, 13000);
     assert_eq!(business.score, 10000);
 }
@@ -76,10 +76,10 @@ fn pass_mark_earns_the_star_and_one_hundredth_less_does_not() {
         with_progress(task("b", "business", 1), 79),
     ];
     let s = score(&urban(), &exactly);
-    let business = s.stars.iter().find(|s| s.key == "business").unwrap();
+    let business = s.stars.iter().find(|s| &*s.key == "business").unwrap();
     assert!(business.earned);
     let s = score(&urban(), &below);
-    let business = s.stars.iter().find(|s| s.key == "business").unwrap();
+    let business = s.stars.iter().find(|s| &*s.key == "business").unwrap();
     assert_eq!(business.score, 8000 - 80 + 79);
     assert!(!business.earned);
     assert_eq!(business.lacks, vec![Lack::Points { missing: 1 }]);
@@ -93,7 +93,7 @@ fn failed_veto_task_blocks_the_star_whatever_its_score() {
     let mut tasks = full_except(&[]);
     tasks.push(veto);
     let result = score(&urban(), &tasks);
-    let safety = result.stars.iter().find(|s| s.key == "safety").unwrap();
+    let safety = result.stars.iter().find(|s| &*s.key == "safety").unwrap();
     assert_eq!(safety.score, 10000);
     assert!(!safety.earned);
     assert_eq!(safety.lacks, vec![Lack::Veto { task: "zeros".into(), reason: "failed".into() }]);
@@ -106,7 +106,7 @@ fn rejected_veto_task_blocks_the_star() {
     let mut tasks = full_except(&[]);
     tasks.push(reviewed(veto, Verdict::Rejected));
     let result = score(&urban(), &tasks);
-    let safety = result.stars.iter().find(|s| s.key == "safety").unwrap();
+    let safety = result.stars.iter().find(|s| &*s.key == "safety").unwrap();
     assert!(!safety.earned);
     assert_eq!(safety.lacks, vec![Lack::Veto { task: "zeros".into(), reason: "rejected".into() }]);
 }
@@ -125,7 +125,7 @@ fn failed_task_that_is_not_a_veto_only_loses_its_points() {
 fn capstone_needs_every_other_star() {
     // Everything full except harmony: branch scores 100 but is not earned.
     let result = score(&urban(), &full_except(&["harmony"]));
-    let branch = result.stars.iter().find(|s| s.key == "branch").unwrap();
+    let branch = result.stars.iter().find(|s| &*s.key == "branch").unwrap();
     assert_eq!(branch.score, 10000);
     assert!(!branch.earned);
     assert_eq!(branch.lacks, vec![Lack::Capstone { waiting_for: vec!["harmony".into()] }]);
@@ -169,7 +169,7 @@ fn mixed_star_is_hand_computed() {
         reviewed(with_progress(task("d", "cobuild", 25), 100), Verdict::Rejected),
     ];
     let result = score(&urban(), &tasks);
-    let cobuild = result.stars.iter().find(|s| s.key == "cobuild").unwrap();
+    let cobuild = result.stars.iter().find(|s| &*s.key == "cobuild").unwrap();
     assert_eq!(cobuild.score, 6000);
     assert_eq!(cobuild.lacks, vec![Lack::Points { missing: 2000 }]);
     assert_eq!(result.total, 6000);

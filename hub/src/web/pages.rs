@@ -619,7 +619,7 @@ fn lack_text(
         (Lang::Zh, Lack::Capstone { waiting_for }) => {
             let names: Vec<String> = waiting_for
                 .iter()
-                .map(|k| kind.star(k).map(|s| s.zh.clone()).unwrap_or_else(|| k.clone()))
+                .map(|k| kind.star(k).map(|s| s.zh.clone()).unwrap_or_else(|| k.to_string()))
                 .collect();
             format!("须先评上其他各星（{}）", names.join("、"))
         }
