@@ -260,6 +260,30 @@ impl DocStore {
         Ok(doc)
     }
 
+    /// The stored document and its write number, taken out of the cache rather than
+    /// copied (loaded when the cache does not hold it at its current number), for a
+    /// writer that changes it off this thread and hands it back with
+    /// [`Txn::save_owned`] or [`Txn::keep`]. Until then whoever reads it loads it
+    /// again; if it never comes back (a refused message), the next read loads it.
+    /// `None` when it is not stored.
+    pub fn take(&mut self, doc_id: &str) -> Result<Option<(i64, Automerge)>, StoreError> {
+        let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
+        let Some(seq) = txn.changed_seq(doc_id)? else {
+            txn.finish()?;
+            return Ok(None);
+        };
+        let doc = match txn.cache.remove(doc_id) {
+            Some((cached, doc)) if cached == seq => Some(doc),
+            _ => {
+                let doc = txn.load(doc_id)?;
+                txn.cache.remove(doc_id);
+                doc
+            }
+        };
+        txn.finish()?;
+        Ok(doc.map(|doc| (seq, doc)))
+    }
+
     /// Runs `f` on the stored document as it is now, borrowed from the cache (loaded
     /// into it first if it is not there or is stale): no copy of the document, for
     /// what only reads it (its heads, a sync message to generate). `None` when it is
@@ -568,6 +592,25 @@ impl<'a> Txn<'a> {
         Ok(Some(doc))
     }
 
+    /// A document's write number (`None` when it is not stored): it moves with every
+    /// save that changes the document, so an unchanged number means an unchanged
+    /// document.
+    pub fn changed_seq(&mut self, doc_id: &str) -> Result<Option<i64>, StoreError> {
+        self.tx
+            .cached_row("SELECT changed_seq FROM documents WHERE doc_id = ?1", [doc_id], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Hands back a document taken with [`DocStore::take`] at write number `seq` and
+    /// not changed: it is cached again when this transaction commits. The caller has
+    /// checked, in this transaction, that `seq` is still the stored number.
+    pub fn keep(&mut self, doc_id: &str, seq: i64, doc: Automerge) {
+        self.saved.insert(doc_id.to_string(), (seq, doc));
+    }
+
     /// The heads of a stored document (`None` when it is not stored), without a copy
     /// of the document when the cache holds it.
     pub fn heads(&mut self, doc_id: &str) -> Result<Option<Vec<ChangeHash>>, StoreError> {
@@ -762,6 +805,39 @@ mod tests {
         assert_eq!(back.get_heads(), doc.get_heads());
         assert_eq!(back.get_changes(&[]).len(), doc.get_changes(&[]).len());
         assert_eq!(store.integrity_check().unwrap(), vec!["ok"]);
+    }
+
+    #[test]
+    fn a_taken_document_is_read_again_meanwhile_and_kept_or_saved_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = DocStore::create(&dir.path().join("t.db"), &SCHEMA).unwrap();
+        let mut doc = Automerge::new();
+        put(&mut doc, "a", 1);
+        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        assert!(store.take("absent").unwrap().is_none());
+        // Taken: whoever reads meanwhile gets the stored document all the same.
+        let (seq, taken) = store.take("d").unwrap().unwrap();
+        assert_eq!(taken.get_heads(), doc.get_heads());
+        assert_eq!(store.peek("d", |d| d.get_heads()).unwrap().unwrap(), doc.get_heads());
+        // Handed back unchanged, at a number that is still current.
+        store
+            .write(|t| {
+                assert_eq!(t.changed_seq("d")?, Some(seq));
+                t.keep("d", seq, taken);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap()
+            .unwrap();
+        // Taken and changed: saved back, and the number moves on.
+        let (seq, mut taken) = store.take("d").unwrap().unwrap();
+        let before = taken.get_heads();
+        put(&mut taken, "a", 2);
+        let after = taken.get_heads();
+        store.write(|t| t.save_owned("d", &before, taken, 0)).unwrap().unwrap();
+        let (now, again) = store.take("d").unwrap().unwrap();
+        assert!(now > seq);
+        assert_eq!(again.get_heads(), after);
+        assert_eq!(again.get(ROOT, "a").unwrap().unwrap().0.as_i64(), Some(2));
     }
 
     #[test]

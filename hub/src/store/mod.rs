@@ -189,6 +189,8 @@ pub struct Merge {
     doc_id: String,
     writer: Writer,
     policy: Option<Policy>,
+    /// The stored document's write number when it was taken (`None`: not stored).
+    seq: Option<i64>,
     current: automerge::Automerge,
 }
 
@@ -196,6 +198,7 @@ pub struct Merge {
 #[derive(Debug)]
 pub struct Merged {
     doc_id: String,
+    seq: Option<i64>,
     before: Vec<ChangeHash>,
     candidate: automerge::Automerge,
     new: Vec<automerge::Change>,
@@ -219,7 +222,7 @@ impl Merge {
         message: Message,
         bounds: crate::guard::Bounds,
     ) -> Result<Merged, Refusal> {
-        let Merge { doc_id, writer, policy, current } = self;
+        let Merge { doc_id, writer, policy, seq, current } = self;
         // Bounded before Automerge pays for it.
         let (message, ops) = crate::guard::screen(message, &current, bounds)?;
         let before = current.get_heads();
@@ -263,6 +266,7 @@ impl Merge {
         let peer = peer_name(&writer);
         Ok(Merged {
             doc_id,
+            seq,
             before,
             candidate,
             new,
@@ -641,8 +645,12 @@ impl HubStore {
             Some(community) => Some(self.policy(community)?.clone()),
             None => None,
         };
-        let current = self.docs.read(doc_id)?.unwrap_or_default();
-        Ok(Merge { doc_id: doc_id.to_string(), writer, policy, current })
+        // Taken from the cache, not copied: `commit` gives it back, merged or not.
+        let (seq, current) = match self.docs.take(doc_id)? {
+            Some((seq, doc)) => (Some(seq), doc),
+            None => (None, automerge::Automerge::default()),
+        };
+        Ok(Merge { doc_id: doc_id.to_string(), writer, policy, seq, current })
     }
 
     /// Step three (on the store thread): stores what [`Merge::run`] accepted, if the
@@ -658,6 +666,7 @@ impl HubStore {
     ) -> Result<Option<Received>, Refusal> {
         let Merged {
             doc_id,
+            seq,
             before,
             candidate,
             new,
@@ -670,8 +679,9 @@ impl HubStore {
         } = merged;
         let max_document_bytes = self.max_document_bytes;
         let stored = self.docs.write(|txn| -> Result<Option<Vec<ChangeHash>>, Refusal> {
-            // Moved since `prepare` read it? (Its heads, not a copy of it.)
-            if txn.heads(&doc_id)?.unwrap_or_default() != before {
+            // Written since `prepare` took it? (Its write number, not its heads: the
+            // cache no longer holds it.)
+            if txn.changed_seq(&doc_id)? != seq {
                 return Ok(None);
             }
             if !new.is_empty() {
@@ -701,7 +711,15 @@ impl HubStore {
                 record_deliveries(txn, &doc_id, &new, &peer, now_ms)?;
                 return Ok(Some(heads));
             }
-            Ok(Some(candidate.get_heads()))
+            let heads = candidate.get_heads();
+            // Nothing new: the taken document goes back into the cache as it was,
+            // unless it holds changes still waiting for their parents.
+            if let Some(seq) = seq
+                && !waiting
+            {
+                txn.keep(&doc_id, seq, candidate);
+            }
+            Ok(Some(heads))
         })??;
         let Some(heads) = stored else { return Ok(None) };
         if let (Some(community), Some(touched)) = (community_of(&doc_id), touched)
