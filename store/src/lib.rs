@@ -273,15 +273,11 @@ impl DocStore {
             return Ok(None);
         };
         let doc = match txn.cache.remove(doc_id) {
-            Some((cached, doc)) if cached == seq => Some(doc),
-            _ => {
-                let doc = txn.load(doc_id)?;
-                txn.cache.remove(doc_id);
-                doc
-            }
+            Some((cached, doc)) if cached == seq => doc,
+            _ => txn.decode(doc_id)?,
         };
         txn.finish()?;
-        Ok(doc.map(|doc| (seq, doc)))
+        Ok(Some((seq, doc)))
     }
 
     /// Runs `f` on the stored document as it is now, borrowed from the cache (loaded
@@ -406,7 +402,7 @@ impl DocStore {
             path: path.to_path_buf(),
             source: rusqlite::Error::InvalidPath(path.to_path_buf()),
         })?;
-        self.conn.cached_execute("VACUUM INTO ?1", [target]).map(|_| ()).map_err(|e| self.err(e))
+        self.conn.execute("VACUUM INTO ?1", [target]).map(|_| ()).map_err(|e| self.err(e))
     }
 
     /// SQLite's own consistency check; `["ok"]` when sound.
@@ -442,7 +438,7 @@ impl DocStore {
     fn check_kind(&self) -> Result<(), StoreError> {
         let has_meta: i64 = self
             .conn
-            .cached_row(
+            .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
                 [],
                 |row| row.get(0),
@@ -465,7 +461,7 @@ impl DocStore {
             .map_err(|e| self.err(e))?;
         let version: i64 = self
             .conn
-            .cached_row(
+            .query_row(
                 "SELECT version FROM schema_versions WHERE component = ?1",
                 [component],
                 |row| row.get(0),
@@ -489,7 +485,7 @@ impl DocStore {
             let tx =
                 self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
             tx.execute_batch(migration).map_err(sql)?;
-            tx.cached_execute(
+            tx.execute(
                 "INSERT INTO schema_versions (component, version) VALUES (?1, ?2)
                  ON CONFLICT (component) DO UPDATE SET version = excluded.version",
                 params![component, index as i64 + 1],
@@ -541,16 +537,7 @@ impl<'a> Txn<'a> {
         if let Some((_, doc)) = self.saved.get(doc_id) {
             return Ok(Some(doc.clone()));
         }
-        let row: Option<(i64, i64)> = self
-            .tx
-            .cached_row(
-                "SELECT changed_seq, format FROM documents WHERE doc_id = ?1",
-                [doc_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let Some((seq, format)) = row else {
+        let Some(seq) = self.changed_seq(doc_id)? else {
             return Ok(None);
         };
         if let Some((cached_seq, doc)) = self.cache.get(doc_id)
@@ -558,20 +545,30 @@ impl<'a> Txn<'a> {
         {
             return Ok(Some(doc.clone()));
         }
+        let doc = self.decode(doc_id)?;
+        self.cache.insert(doc_id.to_string(), (seq, doc.clone()));
+        Ok(Some(doc))
+    }
+
+    /// Builds a stored document from its rows (snapshot and chunks), bypassing the
+    /// cache.
+    fn decode(&mut self, doc_id: &str) -> Result<Automerge, StoreError> {
         let corrupt = |detail: String| StoreError::CorruptDocument {
             path: self.path.to_path_buf(),
             doc_id: doc_id.to_string(),
             detail,
         };
+        let (format, snapshot): (i64, Vec<u8>) = self
+            .tx
+            .cached_row(
+                "SELECT format, snapshot FROM documents WHERE doc_id = ?1",
+                [doc_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
         if format != FORMAT_AUTOMERGE {
             return Err(corrupt(format!("unknown blob format {format}")));
         }
-        let snapshot: Vec<u8> = self
-            .tx
-            .cached_row("SELECT snapshot FROM documents WHERE doc_id = ?1", [doc_id], |row| {
-                row.get(0)
-            })
-            .map_err(|e| self.err(e))?;
         let mut doc = Automerge::load(&snapshot).map_err(|e| corrupt(e.to_string()))?;
         let mut stmt = self
             .tx
@@ -587,9 +584,7 @@ impl<'a> Txn<'a> {
             }
             doc.load_incremental(&bytes).map_err(|e| corrupt(e.to_string()))?;
         }
-        drop(stmt);
-        self.cache.insert(doc_id.to_string(), (seq, doc.clone()));
-        Ok(Some(doc))
+        Ok(doc)
     }
 
     /// A document's write number (`None` when it is not stored): it moves with every
@@ -617,14 +612,7 @@ impl<'a> Txn<'a> {
         if let Some((_, doc)) = self.saved.get(doc_id) {
             return Ok(Some(doc.get_heads()));
         }
-        let seq: Option<i64> = self
-            .tx
-            .cached_row("SELECT changed_seq FROM documents WHERE doc_id = ?1", [doc_id], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let Some(seq) = seq else { return Ok(None) };
+        let Some(seq) = self.changed_seq(doc_id)? else { return Ok(None) };
         if let Some((cached_seq, doc)) = self.cache.get(doc_id)
             && *cached_seq == seq
         {
@@ -672,13 +660,7 @@ impl<'a> Txn<'a> {
         doc: &Automerge,
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let exists: bool = self
-            .tx
-            .cached_row("SELECT count(*) FROM documents WHERE doc_id = ?1", [doc_id], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map_err(|e| self.err(e))?
-            > 0;
+        let exists = self.changed_seq(doc_id)?.is_some();
         let seq = self.next_seq()?;
         if !exists {
             self.tx

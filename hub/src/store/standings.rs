@@ -109,10 +109,7 @@ pub struct Snapshot {
 pub(super) fn remember_text(docs: &DocStore, text: &str) -> Result<String, StoreError> {
     let sha = hex::encode(Sha256::digest(text.as_bytes()));
     docs.conn()
-        .cached_execute(
-            "INSERT OR IGNORE INTO texts (sha256, text) VALUES (?1, ?2)",
-            params![sha, text],
-        )
+        .execute("INSERT OR IGNORE INTO texts (sha256, text) VALUES (?1, ?2)", params![sha, text])
         .map_err(|e| docs.err(e))?;
     Ok(sha)
 }
@@ -263,7 +260,7 @@ impl HubStore {
         let text = |sha: &str| -> Result<String, RecomputeError> {
             self.docs
                 .conn()
-                .cached_row("SELECT text FROM texts WHERE sha256 = ?1", [sha], |r| r.get(0))
+                .query_row("SELECT text FROM texts WHERE sha256 = ?1", [sha], |r| r.get(0))
                 .optional()
                 .map_err(|e| RecomputeError::Store(self.docs.err(e)))?
                 .ok_or_else(|| RecomputeError::Missing(format!("the text with SHA-256 {sha}")))
