@@ -35,9 +35,11 @@ pub use document::{
 pub use policy::{Policy, Refusal, Role, Touched, Writer};
 pub use ranking::{Freshness, RankEntry, Ranked, rank};
 pub use registry::{Community, Registry, RegistryError, Subdistrict};
-pub use scoring::{CommunityScore, Lack, StarScore, earned_hundredths, score};
+pub use scoring::{CommunityScore, Lack, StarScore, earned_hundredths, score, score_many};
 pub use standard::{KindStandard, Standard, StandardError, Star, TemplateTask};
-pub use standings::{Standing, TierSummary, Tiers, rank_changes, same_table, standings, tiers};
+pub use standings::{
+    Standing, TierSummary, Tiers, by_registry, rank_changes, same_table, standings, tiers,
+};
 
 /// Which set of stars a community is rated against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

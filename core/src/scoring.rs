@@ -98,73 +98,153 @@ pub fn format_points(hundredths: u32) -> String {
 
 /// Earned points of one task, in hundredths of a point.
 pub fn earned_hundredths(task: &Task) -> u32 {
-    let (_, points) = task.counted_star_and_points();
-    match task.verdict().map(|r| r.verdict) {
-        Some(Verdict::Accepted { awarded }) => awarded.unwrap_or(points).min(points) * HUNDREDTHS,
-        Some(Verdict::Rejected) => 0,
-        Some(Verdict::Reopened) | None => task.points * task.effective_progress(),
-    }
+    counted(task).earned
 }
 
-fn veto_breach(task: &Task) -> Option<&'static str> {
-    if !task.veto {
-        return None;
+/// What one task counts for: the star and its earned points (from the verdict in
+/// force, read once), and whether it breaches its veto.
+struct Counted<'a> {
+    star: &'a str,
+    earned: u32,
+    veto_breach: Option<&'static str>,
+}
+
+/// Star keys are a few bytes long: compared eight bytes at a time inline, not by
+/// a call to `memcmp` per task.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
     }
-    if matches!(task.verdict().map(|r| r.verdict), Some(Verdict::Rejected)) {
-        Some("rejected")
-    } else if task.status == TaskStatus::Failed {
-        Some("failed")
-    } else {
-        None
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    a8.by_ref().zip(b8.by_ref()).all(|(x, y)| word(x) == word(y))
+        && a8.remainder().iter().zip(b8.remainder()).all(|(x, y)| x == y)
+}
+
+fn counted(task: &Task) -> Counted<'_> {
+    let verdict = task.verdict();
+    let (star, points) = match verdict.and_then(|r| r.seen.as_ref()) {
+        Some(seen) => (seen.star.as_str(), seen.points),
+        None => (task.star.as_str(), task.points),
+    };
+    let (earned, rejected) = match verdict.map(|r| r.verdict) {
+        Some(Verdict::Accepted { awarded }) => {
+            (awarded.unwrap_or(points).min(points) * HUNDREDTHS, false)
+        }
+        Some(Verdict::Rejected) => (0, true),
+        Some(Verdict::Reopened) | None => (task.points * task.effective_progress(), false),
+    };
+    let veto_breach = match (task.veto, rejected, task.status) {
+        (false, _, _) => None,
+        (true, true, _) => Some("rejected"),
+        (true, false, TaskStatus::Failed) => Some("failed"),
+        (true, false, _) => None,
+    };
+    Counted { star, earned, veto_breach }
+}
+
+/// Scores many communities: `score(standard, tasks)` of each, in the given order.
+/// With thousands of them the work is spread over the cores this process may use
+/// (a community per task list, nothing shared but the standard); the result is the
+/// same on any number of cores. A thread that cannot be started leaves its part to
+/// the caller's thread.
+pub fn score_many(work: &[(&KindStandard, &[Task])]) -> Vec<CommunityScore> {
+    /// Below this many communities per thread, starting a thread costs more than
+    /// it saves.
+    const AT_LEAST_PER_THREAD: usize = 2048;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = cores.min(work.len() / AT_LEAST_PER_THREAD).max(1);
+    let run = |part: &[(&KindStandard, &[Task])]| -> Vec<CommunityScore> {
+        part.iter().map(|(standard, tasks)| score(standard, tasks)).collect()
+    };
+    if threads == 1 {
+        return run(work);
     }
+    let mut parts = work.chunks(work.len().div_ceil(threads));
+    let first = parts.next().unwrap_or_default();
+    std::thread::scope(|scope| {
+        let others: Vec<_> = parts
+            .map(|part| {
+                std::thread::Builder::new()
+                    .name("score".into())
+                    .spawn_scoped(scope, move || run(part))
+                    .map_err(|_| part)
+            })
+            .collect();
+        let mut scores = run(first);
+        for other in others {
+            match other {
+                Ok(thread) => match thread.join() {
+                    Ok(part) => scores.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(part) => scores.extend(run(part)),
+            }
+        }
+        scores
+    })
 }
 
 /// Scores a community's tasks against the stars of its kind.
 pub fn score(standard: &KindStandard, tasks: &[Task]) -> CommunityScore {
-    // One pass over the tasks: each is counted under the star it counts for.
-    let mut uncapped = vec![0u32; standard.stars.len()];
-    let mut vetoes: Vec<Vec<(&str, &'static str)>> = vec![Vec::new(); standard.stars.len()];
-    let mut ignored_tasks = Vec::new();
-    for task in tasks {
-        let star_key = task.counted_star_and_points().0;
-        let Some(i) = standard.stars.iter().position(|s| s.key == star_key) else {
-            ignored_tasks.push(task.id.clone());
-            continue;
-        };
-        uncapped[i] += earned_hundredths(task);
-        if let Some(reason) = veto_breach(task) {
-            vetoes[i].push((task.id.as_str(), reason));
-        }
-    }
     let mut stars: Vec<StarScore> = standard
         .stars
         .iter()
         .zip(standard.shared_keys())
-        .zip(uncapped)
-        .zip(vetoes)
-        .map(|(((star, key), uncapped), mut vetoes)| {
-            let score = uncapped.min(STAR_POINTS * HUNDREDTHS);
-            let pass_mark = star.pass_mark * HUNDREDTHS;
-            let mut lacks = Vec::new();
-            if score < pass_mark {
-                lacks.push(Lack::Points { missing: pass_mark - score });
-            }
-            // Sorted so the result does not depend on task order.
-            vetoes.sort_unstable();
-            lacks.extend(vetoes.into_iter().map(|(task, reason)| Lack::Veto {
-                task: task.to_string(),
-                reason: reason.to_string(),
-            }));
-            StarScore {
-                key: key.clone(),
-                score,
-                uncapped,
-                pass_mark,
-                earned: lacks.is_empty(),
-                lacks,
-            }
+        .map(|(star, key)| StarScore {
+            key: key.clone(),
+            score: 0,
+            uncapped: 0,
+            pass_mark: star.pass_mark * HUNDREDTHS,
+            earned: false,
+            lacks: Vec::new(),
         })
         .collect();
+    // One pass over the tasks: each is counted under the star it counts for. A
+    // breached veto goes straight into its star's lacks (rare, sorted below).
+    let mut ignored_tasks = Vec::new();
+    // Tasks mostly come star by star: the last star found is tried first.
+    let mut last = 0;
+    for task in tasks {
+        let counted = counted(task);
+        let found = if standard.stars.get(last).is_some_and(|s| same_key(&s.key, counted.star)) {
+            Some(last)
+        } else {
+            standard.stars.iter().position(|s| same_key(&s.key, counted.star))
+        };
+        let Some(i) = found else {
+            ignored_tasks.push(task.id.clone());
+            continue;
+        };
+        last = i;
+        let star = &mut stars[i];
+        star.uncapped += counted.earned;
+        if let Some(reason) = counted.veto_breach {
+            star.lacks.push(Lack::Veto { task: task.id.clone(), reason: reason.to_string() });
+        }
+    }
+    for star in &mut stars {
+        star.score = star.uncapped.min(STAR_POINTS * HUNDREDTHS);
+        // Sorted so the result does not depend on task order; the points come first.
+        star.lacks.sort_unstable_by(|a, b| match (a, b) {
+            (Lack::Veto { task: t1, reason: r1 }, Lack::Veto { task: t2, reason: r2 }) => {
+                (t1, r1).cmp(&(t2, r2))
+            }
+            _ => std::cmp::Ordering::Equal,
+        });
+        if star.score < star.pass_mark {
+            let points = Lack::Points { missing: star.pass_mark - star.score };
+            if star.lacks.is_empty() {
+                // Sized for the usual case, one lack.
+                star.lacks = vec![points];
+            } else {
+                star.lacks.insert(0, points);
+            }
+        }
+        star.earned = star.lacks.is_empty();
+    }
     // The capstone is decided last, from the other stars' own verdicts.
     for (i, star) in standard.stars.iter().enumerate() {
         if !star.capstone {

@@ -90,23 +90,28 @@ pub fn same_table(a: &[Standing], b: &[Standing]) -> bool {
 }
 
 /// Builds the standings of every community in the registry, sorted by district rank
-/// (unranked last), then by id. A community with no score counts as an empty one.
+/// (unranked last), then by id. `scores` and `last_sync` hold one entry per
+/// registered community, in the registry's order (the caller looks them up once, and
+/// nothing is copied); a community with no score counts as an empty one.
+///
+/// # Panics
+///
+/// When `scores` or `last_sync` is not as long as the registry's communities.
 pub fn standings(
     registry: &Registry,
-    scores: &HashMap<String, CommunityScore>,
-    last_sync: &HashMap<String, i64>,
+    scores: &[Option<&CommunityScore>],
+    last_sync: &[Option<i64>],
     now: DateTime<Utc>,
     stale_after: TimeDelta,
 ) -> Vec<Standing> {
     let communities = &registry.communities;
+    assert_eq!(scores.len(), communities.len(), "one score entry per registered community");
+    assert_eq!(last_sync.len(), communities.len(), "one sync entry per registered community");
     let subdistrict_names: HashMap<&str, &str> =
         registry.subdistricts.iter().map(|s| (s.code.as_str(), s.name.as_str())).collect();
-    // Each map is looked up once per community.
-    let found: Vec<(Option<&CommunityScore>, Option<i64>)> =
-        communities.iter().map(|c| (scores.get(&c.id), last_sync.get(&c.id).copied())).collect();
     let entries: Vec<RankEntry> = communities
         .iter()
-        .zip(&found)
+        .zip(scores.iter().zip(last_sync))
         .map(|(c, (score, last))| RankEntry {
             community_id: &c.id,
             subdistrict: &c.subdistrict,
@@ -116,20 +121,14 @@ pub fn standings(
         })
         .collect();
     let ranked = rank(&entries, now, stale_after);
-    // Sorted before any row is built, so the sort moves indices, not rows.
-    let mut order: Vec<usize> = (0..communities.len()).collect();
-    order.sort_unstable_by(|&a, &b| {
-        let key = |i: usize| {
-            let rank = ranked[i].district_rank;
-            (rank.is_none(), rank, communities[i].id.as_str())
-        };
-        key(a).cmp(&key(b))
-    });
-    order
-        .into_iter()
-        .map(|i| {
-            let (c, (score, last), r) = (&communities[i], found[i], ranked[i]);
-            Standing {
+    // Rows are built in registry order (reading the registry and the scores front to
+    // back), then moved once each into rank order, sorted as indices.
+    let mut rows: Vec<Option<Standing>> = communities
+        .iter()
+        .zip(scores.iter().zip(last_sync))
+        .zip(entries.iter().zip(&ranked))
+        .map(|((c, (score, last)), (entry, r))| {
+            Some(Standing {
                 community: c.id.clone(),
                 name: c.name.clone(),
                 subdistrict: c.subdistrict.clone(),
@@ -140,8 +139,8 @@ pub fn standings(
                 kind: c.kind,
                 district_rank: r.district_rank,
                 subdistrict_rank: r.subdistrict_rank,
-                stars: entries[i].stars,
-                total: entries[i].total,
+                stars: entry.stars,
+                total: entry.total,
                 star_scores: score
                     .map(|s| {
                         s.stars
@@ -155,10 +154,25 @@ pub fn standings(
                     })
                     .unwrap_or_default(),
                 freshness: r.freshness,
-                last_sync_ms: last,
-            }
+                last_sync_ms: *last,
+            })
         })
-        .collect()
+        .collect();
+    let mut order: Vec<usize> = (0..communities.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let key = |i: usize| {
+            let rank = ranked[i].district_rank;
+            (rank.is_none(), rank, communities[i].id.as_str())
+        };
+        key(a).cmp(&key(b))
+    });
+    order.into_iter().filter_map(|i| rows[i].take()).collect()
+}
+
+/// One entry per registered community, in the registry's order, looked up in `map`
+/// by id: the shape [`standings`] takes its scores and sync times in.
+pub fn by_registry<'a, T>(registry: &Registry, map: &'a HashMap<String, T>) -> Vec<Option<&'a T>> {
+    registry.communities.iter().map(|c| map.get(&c.id)).collect()
 }
 
 /// How each community's district rank moved from `before` to `after`: positive is up
@@ -256,7 +270,15 @@ mod tests {
         let ms = now().timestamp_millis();
         let last =
             HashMap::from([("fuhou".to_string(), ms), ("yuyuan".to_string(), ms - 25 * 3_600_000)]);
-        let rows = standings(&registry, &scores, &last, now(), TimeDelta::hours(24));
+        let last: Vec<Option<i64>> =
+            by_registry(&registry, &last).into_iter().map(|t| t.copied()).collect();
+        let rows = standings(
+            &registry,
+            &by_registry(&registry, &scores),
+            &last,
+            now(),
+            TimeDelta::hours(24),
+        );
         assert_eq!(rows.len(), 88);
         assert_eq!(rows[0].community, "fuhou");
         assert_eq!((rows[0].district_rank, rows[0].stars, rows[0].total), (Some(1), 5, 50_000));
@@ -281,16 +303,18 @@ mod tests {
             score(standard.kind(Kind::Urban), &[with_progress(task("a", "business", 80), 100)]);
         let ms = now().timestamp_millis();
         let last = HashMap::from([("fuhou".to_string(), ms), ("yuyuan".to_string(), ms)]);
+        let last: Vec<Option<i64>> =
+            by_registry(&registry, &last).into_iter().map(|t| t.copied()).collect();
         let before = standings(
             &registry,
-            &HashMap::from([("fuhou".to_string(), one.clone())]),
+            &by_registry(&registry, &HashMap::from([("fuhou".to_string(), one.clone())])),
             &last,
             now(),
             TimeDelta::hours(24),
         );
         let after = standings(
             &registry,
-            &HashMap::from([("yuyuan".to_string(), one)]),
+            &by_registry(&registry, &HashMap::from([("yuyuan".to_string(), one)])),
             &last,
             now(),
             TimeDelta::hours(24),

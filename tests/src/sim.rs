@@ -593,7 +593,7 @@ pub async fn verify(outcome: &Outcome, stale_after: TimeDelta) -> Result<Verific
             notes.entry(id.clone()).or_default().insert(text.clone());
         }
     }
-    let scores = replayed
+    let scores: std::collections::HashMap<String, fivestar_core::CommunityScore> = replayed
         .iter()
         .map(|(id, doc)| {
             let kind = registry.community(id).map(|c| c.kind).unwrap_or(fivestar_core::Kind::Urban);
@@ -603,11 +603,14 @@ pub async fn verify(outcome: &Outcome, stale_after: TimeDelta) -> Result<Verific
             )
         })
         .collect();
-    let last_sync = hub_rows
+    let last_sync: std::collections::HashMap<String, i64> = hub_rows
         .iter()
         .filter_map(|r| r.last_sync_ms.map(|ms| (r.community.clone(), ms)))
         .collect();
     let now_t = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+    let last_sync: Vec<Option<i64>> =
+        fivestar_core::by_registry(&registry, &last_sync).into_iter().map(|t| t.copied()).collect();
+    let scores = fivestar_core::by_registry(&registry, &scores);
     let expected = fivestar_core::standings(&registry, &scores, &last_sync, now_t, stale_after);
 
     let mut diverged = Vec::new();

@@ -174,3 +174,40 @@ fn mixed_star_is_hand_computed() {
     assert_eq!(cobuild.lacks, vec![Lack::Points { missing: 2000 }]);
     assert_eq!(result.total, 6000);
 }
+
+#[test]
+fn scoring_many_communities_at_once_equals_scoring_each_in_order() {
+    // Enough communities for several threads (2,048 each at least), each different,
+    // so a part out of place or scored twice shows.
+    let standard = Standard::sample();
+    let kinds = [standard.kind(Kind::Urban), standard.kind(Kind::Agricultural)];
+    let lists: Vec<(usize, Vec<crate::Task>)> = (0..6_000u32)
+        .map(|i| {
+            let kind = kinds[(i % 2) as usize];
+            let tasks = kind
+                .stars
+                .iter()
+                .enumerate()
+                .map(|(s, star)| {
+                    let mut t =
+                        with_progress(task(&format!("t{s}"), &star.key, 20), (i + s as u32) % 101);
+                    t.veto = s == 1;
+                    if (i / 7 + s as u32) % 11 == 0 {
+                        t.status = TaskStatus::Failed;
+                    }
+                    if (i + s as u32) % 13 == 0 {
+                        t = reviewed(t, Verdict::Accepted { awarded: Some(i % 21) });
+                    }
+                    t
+                })
+                .collect();
+            ((i % 2) as usize, tasks)
+        })
+        .collect();
+    let work: Vec<(&crate::KindStandard, &[crate::Task])> =
+        lists.iter().map(|(k, tasks)| (kinds[*k], tasks.as_slice())).collect();
+    let each: Vec<_> = work.iter().map(|(kind, tasks)| score(kind, tasks)).collect();
+    assert_eq!(crate::score_many(&work), each);
+    assert_eq!(crate::score_many(&work[..10]), each[..10]);
+    assert!(crate::score_many(&[]).is_empty());
+}

@@ -15,8 +15,8 @@ use automerge::ChangeHash;
 use chrono::{DateTime, TimeDelta, Utc};
 use fivestar_core::document::read_named_tasks;
 use fivestar_core::{
-    CommunityDoc, CommunityScore, Registry, Standard, Standing, Task, Touched, same_table, score,
-    standings,
+    CommunityDoc, CommunityScore, Kind, KindStandard, Registry, Standard, Standing, Task, Touched,
+    by_registry, same_table, score, score_many, standings,
 };
 use fivestar_store::CachedSql;
 use fivestar_store::rusqlite::{OptionalExtension, params};
@@ -124,8 +124,14 @@ impl HubStore {
     ) -> Result<(Vec<Standing>, HeadsByCommunity), StoreError> {
         self.rescore_changed()?;
         let last_sync = self.last_successes()?;
-        let scores: HashMap<String, CommunityScore> =
-            self.scores.by_community.iter().map(|(id, s)| (id.clone(), s.score.clone())).collect();
+        // Looked up in registry order, borrowed: no score is copied.
+        let communities = &self.registry.communities;
+        let scores: Vec<Option<&CommunityScore>> = communities
+            .iter()
+            .map(|c| self.scores.by_community.get(&c.id).map(|s| &s.score))
+            .collect();
+        let last_sync: Vec<Option<i64>> =
+            communities.iter().map(|c| last_sync.get(&c.id).copied()).collect();
         let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default();
         let rows = standings(&self.registry, &scores, &last_sync, now, stale_after);
         let heads =
@@ -288,9 +294,11 @@ impl HubStore {
         }
         let last_sync: HashMap<String, i64> = snapshot.last_sync.clone().into_iter().collect();
         let now = DateTime::<Utc>::from_timestamp_millis(snapshot.computed_ms).unwrap_or_default();
+        let last_sync: Vec<Option<i64>> =
+            by_registry(&registry, &last_sync).into_iter().map(|t| t.copied()).collect();
         Ok(standings(
             &registry,
-            &scores,
+            &by_registry(&registry, &scores),
             &last_sync,
             now,
             TimeDelta::milliseconds(snapshot.stale_after_ms),
@@ -302,14 +310,17 @@ impl HubStore {
     /// the whole document.
     fn rescore_changed(&mut self) -> Result<(), StoreError> {
         let (changed, newest) = self.docs.changed_since(self.scores.seq)?;
+        // First the documents are read (on this thread, from the store), then every
+        // community whose tasks moved is scored (spread over the cores when there
+        // are thousands, as after a start).
+        let mut unscored: Vec<(String, Kind, Vec<ChangeHash>, Vec<Task>)> = Vec::new();
         for doc_id in changed {
             let Some(community) = fivestar_core::document::community_of(&doc_id) else { continue };
             let hint = self.scores.hints.remove(community);
-            let Some(entry) = self.registry.community(community) else { continue };
-            let standard = self.standard.kind(entry.kind);
+            let Some(kind) = self.registry.community(community).map(|c| c.kind) else { continue };
             let cached = self.scores.by_community.remove(community);
             // Read from the cached document, not a copy of it.
-            let scored = self.docs.peek(&doc_id, |doc| {
+            let read = self.docs.peek(&doc_id, |doc| {
                 let heads = doc.get_heads();
                 match (cached, hint) {
                     (Some(mut scored), Some(hint))
@@ -331,9 +342,9 @@ impl HubStore {
                         }
                         metrics::counter!(crate::observe::RESCORES, "read" => "touched_tasks")
                             .increment(1);
-                        Scored { score: score(standard, &scored.tasks), heads, ..scored }
+                        Err((heads, scored.tasks))
                     }
-                    (Some(scored), _) if scored.heads == heads => scored,
+                    (Some(scored), _) if scored.heads == heads => Ok(scored),
                     _ => {
                         let tasks: Vec<Task> =
                             fivestar_core::document::read_document(doc, community)
@@ -343,13 +354,27 @@ impl HubStore {
                                 .collect();
                         metrics::counter!(crate::observe::RESCORES, "read" => "whole_document")
                             .increment(1);
-                        Scored { score: score(standard, &tasks), heads, tasks }
+                        Err((heads, tasks))
                     }
                 }
             })?;
-            if let Some(scored) = scored {
-                self.scores.by_community.insert(community.to_string(), scored);
+            match read {
+                Some(Ok(unchanged)) => {
+                    self.scores.by_community.insert(community.to_string(), unchanged);
+                }
+                Some(Err((heads, tasks))) => {
+                    unscored.push((community.to_string(), kind, heads, tasks));
+                }
+                None => {}
             }
+        }
+        let work: Vec<(&KindStandard, &[Task])> = unscored
+            .iter()
+            .map(|(_, kind, _, tasks)| (self.standard.kind(*kind), tasks.as_slice()))
+            .collect();
+        let scores = score_many(&work);
+        for ((community, _, heads, tasks), score) in unscored.into_iter().zip(scores) {
+            self.scores.by_community.insert(community, Scored { heads, tasks, score });
         }
         self.scores.seq = newest;
         Ok(())
