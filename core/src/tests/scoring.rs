@@ -192,10 +192,10 @@ fn scoring_many_communities_at_once_equals_scoring_each_in_order() {
                     let mut t =
                         with_progress(task(&format!("t{s}"), &star.key, 20), (i + s as u32) % 101);
                     t.veto = s == 1;
-                    if (i / 7 + s as u32) % 11 == 0 {
+                    if (i / 7 + s as u32).is_multiple_of(11) {
                         t.status = TaskStatus::Failed;
                     }
-                    if (i + s as u32) % 13 == 0 {
+                    if (i + s as u32).is_multiple_of(13) {
                         t = reviewed(t, Verdict::Accepted { awarded: Some(i % 21) });
                     }
                     t
