@@ -316,7 +316,7 @@ async fn record_revoked(
 /// write, and every 5 s so freshness and first syncs show without a write.
 async fn watch_store(
     store: StoreThread<HubStore>,
-    changes: broadcast::Sender<String>,
+    changes: broadcast::Sender<Arc<crate::session::Written>>,
     stale_after: chrono::TimeDelta,
     mut shutdown: watch::Receiver<bool>,
     on_stopped: impl Fn(),
@@ -348,12 +348,12 @@ async fn watch_store(
         }
         ticks += 1;
         let since = seq;
-        let written = match store.call(move |s| s.docs().changed_since(since)).await {
-            Ok(Ok((ids, newest))) => {
+        let written = match store.call(move |s| s.docs().written_since(since)).await {
+            Ok(Ok((docs, newest))) => {
                 seq = newest;
-                let written = !ids.is_empty();
-                for id in ids {
-                    let _ = changes.send(id);
+                let written = !docs.is_empty();
+                for (doc_id, heads) in docs {
+                    let _ = changes.send(Arc::new(crate::session::Written { doc_id, heads }));
                 }
                 written
             }

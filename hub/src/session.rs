@@ -201,14 +201,36 @@ impl SessionError {
     }
 }
 
+/// A document written (by a session, a review, another process) and its heads
+/// right after: what the store watcher tells every session.
+#[derive(Debug)]
+pub struct Written {
+    /// The document.
+    pub doc_id: String,
+    /// Its heads when the watcher saw the write.
+    pub heads: Vec<ChangeHash>,
+}
+
+/// True when a sync message for a document at `heads` could say nothing: the hub
+/// last sent the node exactly these heads and the node answered that it has them and
+/// needs nothing (Automerge's generator returns nothing then too). A push to the node
+/// that made the write is skipped so, without a trip to the store.
+fn nothing_to_say(state: &State, heads: &[ChangeHash]) -> bool {
+    state.have_responded
+        && state.last_sent_heads == heads
+        && state.their_heads.as_deref() == Some(heads)
+        && state.their_need.as_ref().is_none_or(Vec::is_empty)
+}
+
 /// What every session shares.
 #[derive(Debug)]
 pub struct Shared {
     /// The hub's store, on its thread.
     pub store: StoreThread<HubStore>,
-    /// Document ids written (by a session or by another process such as `review`),
-    /// published by the store watcher; sessions push them to their nodes.
-    pub changes: broadcast::Sender<String>,
+    /// Documents written (by a session or by another process such as `review`),
+    /// published by the store watcher with their heads; sessions push them to their
+    /// nodes.
+    pub changes: broadcast::Sender<Arc<Written>>,
     /// The limits in force.
     pub limits: Limits,
     /// What one sync message may carry.
@@ -371,9 +393,13 @@ impl Session {
                     }
                 },
                 changed = changes.recv() => match changed {
-                    Ok(doc_id) => {
-                        if self.grants.iter().any(|g| g.doc_id == doc_id) {
-                            self.turn(&[doc_id], None).await?;
+                    Ok(written) => {
+                        let doc_id = &written.doc_id;
+                        let granted = self.grants.iter().any(|g| g.doc_id == *doc_id);
+                        let has_it = self.pending.get(doc_id).is_none_or(Vec::is_empty)
+                            && self.states.get(doc_id).is_some_and(|s| nothing_to_say(s, &written.heads));
+                        if granted && !has_it {
+                            self.turn(std::slice::from_ref(doc_id), None).await?;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -551,11 +577,12 @@ impl Session {
                 let mut messages = Vec::new();
                 let mut heads = Vec::new();
                 for (doc_id, state, pending) in states.iter_mut() {
-                    if let Some(message) = store.generate(doc_id, state, pending)? {
+                    let (message, stored) = store.generate(doc_id, state, pending)?;
+                    if let Some(message) = message {
                         messages.push((doc_id.clone(), message.encode()));
                     }
                     if acks {
-                        heads.push((doc_id.clone(), store.heads(doc_id)?));
+                        heads.push((doc_id.clone(), stored));
                     }
                 }
                 Ok((states, messages, heads))
@@ -665,5 +692,61 @@ impl Session {
                 let _ = self.out.send(Err(err)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::sync::SyncDoc;
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Runs seeded edits on a hub and a node document, syncing turn by turn, and
+    /// checks at every hub turn that `nothing_to_say` never claims silence where
+    /// Automerge's generator would speak; and that it does find silence after a
+    /// node's own edit reached the hub and was answered (the push it saves).
+    #[test]
+    fn nothing_to_say_holds_only_when_the_generator_says_nothing() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let (mut hub, mut node) = (AutoCommit::new(), AutoCommit::new());
+        let (mut at_hub, mut at_node) = (State::new(), State::new());
+        let mut silent = 0;
+        for step in 0..400 {
+            match rng.random_range(0..4) {
+                0 => {
+                    let value: i64 = rng.random_range(0..1000);
+                    node.put(ROOT, format!("k{}", value % 7), value).unwrap();
+                }
+                1 if step % 5 == 0 => {
+                    hub.put(ROOT, "review", step).unwrap();
+                }
+                _ => {}
+            }
+            // A node turn, then the hub's answer (a session's stream loses nothing).
+            if let Some(m) = node.sync().generate_sync_message(&mut at_node) {
+                hub.sync().receive_sync_message(&mut at_hub, m).unwrap();
+            }
+            let heads = hub.get_heads();
+            let claimed = nothing_to_say(&at_hub, &heads);
+            let generated = hub.sync().generate_sync_message(&mut at_hub);
+            if claimed {
+                assert!(generated.is_none(), "step {step}: claimed silence, generator spoke");
+                silent += 1;
+            }
+            if let Some(m) = generated {
+                node.sync().receive_sync_message(&mut at_node, m).unwrap();
+            }
+            // The watcher's push after the hub stored what the node sent.
+            let heads = hub.get_heads();
+            if nothing_to_say(&at_hub, &heads) {
+                assert!(hub.sync().generate_sync_message(&mut at_hub).is_none(), "step {step}");
+                silent += 1;
+            }
+        }
+        assert!(silent > 100, "the push after a node's own edit is skipped ({silent})");
     }
 }

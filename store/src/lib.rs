@@ -267,6 +267,11 @@ impl DocStore {
     /// again; if it never comes back (a refused message), the next read loads it.
     /// `None` when it is not stored.
     pub fn take(&mut self, doc_id: &str) -> Result<Option<(i64, Automerge)>, StoreError> {
+        if let Some(seq) = self.cached_at_seq(doc_id)?
+            && let Some((_, doc)) = self.cache.remove(doc_id)
+        {
+            return Ok(Some((seq, doc)));
+        }
         let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
         let Some(seq) = txn.changed_seq(doc_id)? else {
             txn.finish()?;
@@ -280,6 +285,22 @@ impl DocStore {
         Ok(Some((seq, doc)))
     }
 
+    /// The document's write number when the cache holds it at that number (`None`
+    /// otherwise, or when it is not stored), from one statement outside any
+    /// transaction: a read that finds the cache current needs nothing else, and a
+    /// transaction's begin and end cost more than the read itself.
+    fn cached_at_seq(&self, doc_id: &str) -> Result<Option<i64>, StoreError> {
+        let Some((cached, _)) = self.cache.get(doc_id) else { return Ok(None) };
+        let seq: Option<i64> = self
+            .conn
+            .cached_row("SELECT changed_seq FROM documents WHERE doc_id = ?1", [doc_id], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(seq.filter(|seq| seq == cached))
+    }
+
     /// Runs `f` on the stored document as it is now, borrowed from the cache (loaded
     /// into it first if it is not there or is stale): no copy of the document, for
     /// what only reads it (its heads, a sync message to generate). `None` when it is
@@ -289,6 +310,9 @@ impl DocStore {
         doc_id: &str,
         f: impl FnOnce(&Automerge) -> R,
     ) -> Result<Option<R>, StoreError> {
+        if self.cached_at_seq(doc_id)?.is_some() {
+            return Ok(self.cache.get(doc_id).map(|(_, doc)| f(doc)));
+        }
         let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
         let heads = txn.heads(doc_id)?;
         txn.finish()?;
@@ -336,6 +360,50 @@ impl DocStore {
             ids.push(id);
         }
         Ok((ids, newest))
+    }
+
+    /// Like [`DocStore::changed_since`], with each written document's heads now, all
+    /// read in one transaction (from the cache when it holds the document at its
+    /// stored write number).
+    #[allow(clippy::type_complexity)]
+    pub fn written_since(
+        &mut self,
+        seq: i64,
+    ) -> Result<(Vec<(String, Vec<ChangeHash>)>, i64), StoreError> {
+        let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
+        let mut written = Vec::new();
+        let mut newest = seq;
+        {
+            let mut stmt = txn
+                .tx
+                .prepare_cached(
+                    "SELECT doc_id, changed_seq FROM documents WHERE changed_seq > ?1
+                     ORDER BY changed_seq",
+                )
+                .map_err(|e| classify(txn.path, txn.kind, e))?;
+            let rows = stmt
+                .query_map([seq], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(|e| classify(txn.path, txn.kind, e))?;
+            for row in rows {
+                let (id, s) = row.map_err(|e| classify(txn.path, txn.kind, e))?;
+                newest = newest.max(s);
+                written.push((id, s));
+            }
+        }
+        let mut out = Vec::with_capacity(written.len());
+        for (id, s) in written {
+            let cached = txn.cache.get(&id).filter(|(at, _)| *at == s).map(|(_, d)| d.get_heads());
+            let heads = match cached {
+                Some(heads) => heads,
+                None => match txn.heads(&id)? {
+                    Some(heads) => heads,
+                    None => continue,
+                },
+            };
+            out.push((id, heads));
+        }
+        txn.finish()?;
+        Ok((out, newest))
     }
 
     /// The newest write's sequence number (0 when nothing was written).
@@ -836,10 +904,23 @@ mod tests {
         let before = other.get_heads();
         put(&mut other, "a", 2);
         b.write(|t| t.save("d", &before, &other, 0)).unwrap().unwrap();
-        // a's cache is stale; its next read sees b's write.
+        // a's cache is stale; its next read sees b's write, whichever way it reads:
+        // a peek or a take that finds the cache current reads one number only.
         let (changed, _) = a.changed_since(seq).unwrap();
         assert_eq!(changed, vec!["d".to_string()]);
+        let (written, newest) = a.written_since(seq).unwrap();
+        assert_eq!(written, vec![("d".to_string(), other.get_heads())]);
+        assert!(newest > seq);
+        assert_eq!(a.peek("d", |d| d.get_heads()).unwrap().unwrap(), other.get_heads());
         assert_eq!(a.read("d").unwrap().unwrap().get_heads(), other.get_heads());
+        // Again, with a's cache current, then stale once more under a take.
+        assert_eq!(a.peek("d", |d| d.get_heads()).unwrap().unwrap(), other.get_heads());
+        let before = other.get_heads();
+        put(&mut other, "a", 3);
+        b.write(|t| t.save("d", &before, &other, 0)).unwrap().unwrap();
+        let (_, taken) = a.take("d").unwrap().unwrap();
+        assert_eq!(taken.get_heads(), other.get_heads());
+        assert_eq!(a.peek("absent", |d| d.get_heads()).unwrap(), None);
     }
 
     #[test]

@@ -560,7 +560,8 @@ impl HubStore {
         Ok(self.docs.peek(doc_id, |d| d.get_heads())?.unwrap_or_default())
     }
 
-    /// The next sync message for a peer, if there is anything to say. `pending` are
+    /// The next sync message for a peer, if there is anything to say, and the
+    /// document's stored heads (what an Ack confirms), read together. `pending` are
     /// change chunks received in this session that still wait for their parents; they
     /// are loaded so the message asks for those parents (`need`).
     pub fn generate(
@@ -568,37 +569,43 @@ impl HubStore {
         doc_id: &str,
         state: &mut State,
         pending: &[Vec<u8>],
-    ) -> Result<Option<Message>, StoreError> {
-        let generated = if pending.is_empty() {
+    ) -> Result<(Option<Message>, Vec<ChangeHash>), StoreError> {
+        let (generated, heads) = if pending.is_empty() {
             // The usual case: generated from the cached document, not a copy of it.
             let state_ref = &mut *state;
             match self.docs.peek(doc_id, |doc| {
-                catch_unwind(AssertUnwindSafe(|| doc.generate_sync_message(state_ref)))
+                let heads = doc.get_heads();
+                (catch_unwind(AssertUnwindSafe(|| doc.generate_sync_message(state_ref))), heads)
             })? {
                 Some(generated) => generated,
-                None => catch_unwind(AssertUnwindSafe(|| {
-                    automerge::Automerge::new().generate_sync_message(state)
-                })),
+                None => (
+                    catch_unwind(AssertUnwindSafe(|| {
+                        automerge::Automerge::new().generate_sync_message(state)
+                    })),
+                    Vec::new(),
+                ),
             }
         } else {
             // Changes whose parents have not arrived yet: a copy with them loaded.
             let mut doc = self.docs.read(doc_id)?.unwrap_or_default();
-            catch_unwind(AssertUnwindSafe(|| {
+            let heads = doc.get_heads();
+            let generated = catch_unwind(AssertUnwindSafe(|| {
                 for chunk in pending {
                     let _ = doc.load_incremental(chunk);
                 }
                 doc.generate_sync_message(state)
-            }))
+            }));
+            (generated, heads)
         };
         match generated {
-            Ok(message) => Ok(message),
+            Ok(message) => Ok((message, heads)),
             Err(_) => {
                 // What the peer said about itself broke the generator: forget it and
                 // start this document's sync afresh.
                 metrics::counter!(crate::observe::PANICS).increment(1);
                 tracing::error!(%doc_id, "generating a sync message failed; the peer's sync state was reset");
                 *state = State::new();
-                Ok(None)
+                Ok((None, heads))
             }
         }
     }
