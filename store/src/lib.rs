@@ -3,7 +3,9 @@
 //! # Layout
 //!
 //! Each document (`doc_id`, e.g. `community/fangou` or `district`) is a compact
-//! snapshot plus the incremental change chunks written since. When a document's chunks
+//! snapshot (`snapshots`) plus the incremental change chunks written since (`chunks`);
+//! `documents` holds one narrow row per document, its write number and last save, so
+//! a save rewrites no snapshot it does not fold. When a document's chunks
 //! together outgrow its snapshot they are folded into a new snapshot in the same
 //! transaction. Every blob has a `format` marker (1 = Automerge binary) so later
 //! versions still read old bytes. Every write bumps the document's `changed_seq` from
@@ -100,6 +102,19 @@ const STORE_MIGRATIONS: &[&str] = &[
     // 2: the write counter indexed: every save asks for the highest, and whoever
     // watches for writes asks what is above a number, without reading every row.
     "CREATE INDEX documents_by_seq ON documents (changed_seq);",
+    // 3: the snapshot blob in a table of its own. SQLite rewrites a whole row to
+    // change one column, so moving the write number of a document with a 60 KB
+    // snapshot wrote 31 pages; now `documents` is a narrow row and a save writes
+    // the snapshot only when it folds.
+    "CREATE TABLE snapshots (
+         doc_id TEXT PRIMARY KEY REFERENCES documents (doc_id),
+         format INTEGER NOT NULL,
+         bytes BLOB NOT NULL
+     ) STRICT;
+     INSERT INTO snapshots (doc_id, format, bytes)
+         SELECT doc_id, format, snapshot FROM documents;
+     ALTER TABLE documents DROP COLUMN snapshot;
+     ALTER TABLE documents DROP COLUMN format;",
 ];
 
 /// Which program a database belongs to, and that program's own migrations.
@@ -628,11 +643,9 @@ impl<'a> Txn<'a> {
         };
         let (format, snapshot): (i64, Vec<u8>) = self
             .tx
-            .cached_row(
-                "SELECT format, snapshot FROM documents WHERE doc_id = ?1",
-                [doc_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .cached_row("SELECT format, bytes FROM snapshots WHERE doc_id = ?1", [doc_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .map_err(|e| self.err(e))?;
         if format != FORMAT_AUTOMERGE {
             return Err(corrupt(format!("unknown blob format {format}")));
@@ -733,9 +746,14 @@ impl<'a> Txn<'a> {
         if !exists {
             self.tx
                 .cached_execute(
-                    "INSERT INTO documents (doc_id, format, snapshot, changed_seq, saved_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![doc_id, FORMAT_AUTOMERGE, doc.save(), seq, now_ms],
+                    "INSERT INTO documents (doc_id, changed_seq, saved_ms) VALUES (?1, ?2, ?3)",
+                    params![doc_id, seq, now_ms],
+                )
+                .map_err(|e| self.err(e))?;
+            self.tx
+                .cached_execute(
+                    "INSERT INTO snapshots (doc_id, format, bytes) VALUES (?1, ?2, ?3)",
+                    params![doc_id, FORMAT_AUTOMERGE, doc.save()],
                 )
                 .map_err(|e| self.err(e))?;
         } else {
@@ -757,7 +775,7 @@ impl<'a> Txn<'a> {
             let (snapshot, chunks): (i64, i64) = self
                 .tx
                 .cached_row(
-                    "SELECT (SELECT length(snapshot) FROM documents WHERE doc_id = ?1),
+                    "SELECT (SELECT length(bytes) FROM snapshots WHERE doc_id = ?1),
                             (SELECT coalesce(sum(length(bytes)), 0) FROM chunks WHERE doc_id = ?1)",
                     [doc_id],
                     |row| Ok((row.get(0)?, row.get(1)?)),
@@ -774,8 +792,14 @@ impl<'a> Txn<'a> {
     fn fold(&mut self, doc_id: &str, doc: &Automerge, now_ms: i64) -> Result<(), StoreError> {
         self.tx
             .cached_execute(
-                "UPDATE documents SET format = ?2, snapshot = ?3, saved_ms = ?4 WHERE doc_id = ?1",
-                params![doc_id, FORMAT_AUTOMERGE, doc.save(), now_ms],
+                "UPDATE snapshots SET format = ?2, bytes = ?3 WHERE doc_id = ?1",
+                params![doc_id, FORMAT_AUTOMERGE, doc.save()],
+            )
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .cached_execute(
+                "UPDATE documents SET saved_ms = ?2 WHERE doc_id = ?1",
+                params![doc_id, now_ms],
             )
             .map_err(|e| self.err(e))?;
         self.tx
@@ -921,6 +945,56 @@ mod tests {
         let (_, taken) = a.take("d").unwrap().unwrap();
         assert_eq!(taken.get_heads(), other.get_heads());
         assert_eq!(a.peek("absent", |d| d.get_heads()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_database_of_store_version_2_opens_with_its_documents_whole() {
+        // Written as version 2 wrote it: the snapshot in the `documents` row.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut doc = Automerge::new();
+        put(&mut doc, "a", 1);
+        let snapshot = doc.save();
+        let before = doc.get_heads();
+        put(&mut doc, "a", 2);
+        let chunk = doc.save_after(&before);
+        {
+            let conn = Connection::open(&path).unwrap();
+            for migration in &STORE_MIGRATIONS[..2] {
+                conn.execute_batch(migration).unwrap();
+            }
+            conn.execute_batch(
+                "CREATE TABLE schema_versions (
+                     component TEXT PRIMARY KEY, version INTEGER NOT NULL) STRICT;
+                 INSERT INTO schema_versions VALUES ('store', 2);
+                 INSERT INTO meta VALUES ('kind', 'fivestar-test');",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO documents (doc_id, format, snapshot, changed_seq, saved_ms)
+                 VALUES ('d', 1, ?1, 1, 0)",
+                [&snapshot],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO chunks (doc_id, format, bytes, saved_ms) VALUES ('d', 1, ?1, 0)",
+                [&chunk],
+            )
+            .unwrap();
+        }
+        let mut store = DocStore::open(&path, &SCHEMA).unwrap();
+        let read = store.read("d").unwrap().unwrap();
+        assert_eq!(read.get_heads(), doc.get_heads());
+        assert_eq!(read.get(ROOT, "a").unwrap().unwrap().0.as_i64(), Some(2));
+        // And it goes on: saved, folded, reopened.
+        let before = doc.get_heads();
+        put(&mut doc, "a", 3);
+        store.write(|t| t.save("d", &before, &doc, 0)).unwrap().unwrap();
+        store.compact("d", 1).unwrap();
+        drop(store);
+        let mut store = DocStore::open(&path, &SCHEMA).unwrap();
+        assert_eq!(store.read("d").unwrap().unwrap().get_heads(), doc.get_heads());
+        assert_eq!(store.integrity_check().unwrap(), vec!["ok".to_string()]);
     }
 
     #[test]

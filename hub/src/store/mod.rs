@@ -696,7 +696,7 @@ impl HubStore {
                 let stored: i64 = txn
                     .sql()
                     .cached_row(
-                        "SELECT coalesce((SELECT length(snapshot) FROM documents WHERE doc_id = ?1), 0)
+                        "SELECT coalesce((SELECT length(bytes) FROM snapshots WHERE doc_id = ?1), 0)
                               + coalesce((SELECT sum(length(bytes)) FROM chunks WHERE doc_id = ?1), 0)",
                         [&doc_id],
                         |row| row.get(0),
