@@ -100,7 +100,7 @@ pub fn same_table(a: &[Standing], b: &[Standing]) -> bool {
 pub fn standings(
     registry: &Registry,
     scores: &[Option<&CommunityScore>],
-    last_sync: &[Option<i64>],
+    last_sync: &[Option<&i64>],
     now: DateTime<Utc>,
     stale_after: TimeDelta,
 ) -> Vec<Standing> {
@@ -117,7 +117,7 @@ pub fn standings(
             subdistrict: &c.subdistrict,
             stars: score.map_or(0, |s| s.stars_earned),
             total: score.map_or(0, |s| s.total),
-            last_sync: last.and_then(DateTime::from_timestamp_millis),
+            last_sync: last.and_then(|&ms| DateTime::from_timestamp_millis(ms)),
         })
         .collect();
     let ranked = rank(&entries, now, stale_after);
@@ -154,7 +154,7 @@ pub fn standings(
                     })
                     .unwrap_or_default(),
                 freshness: r.freshness,
-                last_sync_ms: *last,
+                last_sync_ms: last.copied(),
             })
         })
         .collect();
@@ -270,12 +270,10 @@ mod tests {
         let ms = now().timestamp_millis();
         let last =
             HashMap::from([("fuhou".to_string(), ms), ("yuyuan".to_string(), ms - 25 * 3_600_000)]);
-        let last: Vec<Option<i64>> =
-            by_registry(&registry, &last).into_iter().map(|t| t.copied()).collect();
         let rows = standings(
             &registry,
             &by_registry(&registry, &scores),
-            &last,
+            &by_registry(&registry, &last),
             now(),
             TimeDelta::hours(24),
         );
@@ -303,8 +301,7 @@ mod tests {
             score(standard.kind(Kind::Urban), &[with_progress(task("a", "business", 80), 100)]);
         let ms = now().timestamp_millis();
         let last = HashMap::from([("fuhou".to_string(), ms), ("yuyuan".to_string(), ms)]);
-        let last: Vec<Option<i64>> =
-            by_registry(&registry, &last).into_iter().map(|t| t.copied()).collect();
+        let last = by_registry(&registry, &last);
         let before = standings(
             &registry,
             &by_registry(&registry, &HashMap::from([("fuhou".to_string(), one.clone())])),

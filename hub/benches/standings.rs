@@ -146,7 +146,7 @@ fn main() {
                 .collect()
         })
         .collect();
-    let last: Vec<Option<i64>> = vec![Some(now); big.communities.len()];
+    let last: Vec<Option<&i64>> = vec![Some(&now); big.communities.len()];
     let now_t = chrono::DateTime::from_timestamp_millis(now).expect("now");
     let work: Vec<(&KindStandard, &[Task])> =
         task_lists.iter().map(|tasks| (kind, tasks.as_slice())).collect();

@@ -358,6 +358,36 @@ impl DocStore {
     /// The document ids written since `seq` (by any process), with the newest sequence
     /// number; poll it to notice changes.
     pub fn changed_since(&self, seq: i64) -> Result<(Vec<String>, i64), StoreError> {
+        let written = self.written_numbers(seq)?;
+        let newest = written.iter().map(|(_, s)| *s).fold(seq, i64::max);
+        Ok((written.into_iter().map(|(id, _)| id).collect(), newest))
+    }
+
+    /// Like [`DocStore::changed_since`], with each written document's heads (read
+    /// from the cache when it holds the document at that write number, else loaded;
+    /// a later write may show already, and is published again at the next poll).
+    #[allow(clippy::type_complexity)]
+    pub fn written_since(
+        &mut self,
+        seq: i64,
+    ) -> Result<(Vec<(String, Vec<ChangeHash>)>, i64), StoreError> {
+        let written = self.written_numbers(seq)?;
+        let newest = written.iter().map(|(_, s)| *s).fold(seq, i64::max);
+        let mut out = Vec::with_capacity(written.len());
+        for (id, s) in written {
+            let heads = match self.cache.get(&id) {
+                Some((at, doc)) if *at == s => Some(doc.get_heads()),
+                _ => self.peek(&id, Automerge::get_heads)?,
+            };
+            if let Some(heads) = heads {
+                out.push((id, heads));
+            }
+        }
+        Ok((out, newest))
+    }
+
+    /// Each document written since `seq`, with its write number, oldest first.
+    fn written_numbers(&self, seq: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -367,58 +397,7 @@ impl DocStore {
         let rows = stmt
             .query_map([seq], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
             .map_err(|e| self.err(e))?;
-        let mut ids = Vec::new();
-        let mut newest = seq;
-        for row in rows {
-            let (id, s) = row.map_err(|e| self.err(e))?;
-            newest = newest.max(s);
-            ids.push(id);
-        }
-        Ok((ids, newest))
-    }
-
-    /// Like [`DocStore::changed_since`], with each written document's heads now, all
-    /// read in one transaction (from the cache when it holds the document at its
-    /// stored write number).
-    #[allow(clippy::type_complexity)]
-    pub fn written_since(
-        &mut self,
-        seq: i64,
-    ) -> Result<(Vec<(String, Vec<ChangeHash>)>, i64), StoreError> {
-        let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
-        let mut written = Vec::new();
-        let mut newest = seq;
-        {
-            let mut stmt = txn
-                .tx
-                .prepare_cached(
-                    "SELECT doc_id, changed_seq FROM documents WHERE changed_seq > ?1
-                     ORDER BY changed_seq",
-                )
-                .map_err(|e| classify(txn.path, txn.kind, e))?;
-            let rows = stmt
-                .query_map([seq], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
-                .map_err(|e| classify(txn.path, txn.kind, e))?;
-            for row in rows {
-                let (id, s) = row.map_err(|e| classify(txn.path, txn.kind, e))?;
-                newest = newest.max(s);
-                written.push((id, s));
-            }
-        }
-        let mut out = Vec::with_capacity(written.len());
-        for (id, s) in written {
-            let cached = txn.cache.get(&id).filter(|(at, _)| *at == s).map(|(_, d)| d.get_heads());
-            let heads = match cached {
-                Some(heads) => heads,
-                None => match txn.heads(&id)? {
-                    Some(heads) => heads,
-                    None => continue,
-                },
-            };
-            out.push((id, heads));
-        }
-        txn.finish()?;
-        Ok((out, newest))
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// The newest write's sequence number (0 when nothing was written).

@@ -608,8 +608,7 @@ pub async fn verify(outcome: &Outcome, stale_after: TimeDelta) -> Result<Verific
         .filter_map(|r| r.last_sync_ms.map(|ms| (r.community.clone(), ms)))
         .collect();
     let now_t = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
-    let last_sync: Vec<Option<i64>> =
-        fivestar_core::by_registry(&registry, &last_sync).into_iter().map(|t| t.copied()).collect();
+    let last_sync = fivestar_core::by_registry(&registry, &last_sync);
     let scores = fivestar_core::by_registry(&registry, &scores);
     let expected = fivestar_core::standings(&registry, &scores, &last_sync, now_t, stale_after);
 

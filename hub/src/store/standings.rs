@@ -130,8 +130,7 @@ impl HubStore {
             .iter()
             .map(|c| self.scores.by_community.get(&c.id).map(|s| &s.score))
             .collect();
-        let last_sync: Vec<Option<i64>> =
-            communities.iter().map(|c| last_sync.get(&c.id).copied()).collect();
+        let last_sync = by_registry(&self.registry, &last_sync);
         let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default();
         let rows = standings(&self.registry, &scores, &last_sync, now, stale_after);
         let heads =
@@ -294,12 +293,10 @@ impl HubStore {
         }
         let last_sync: HashMap<String, i64> = snapshot.last_sync.clone().into_iter().collect();
         let now = DateTime::<Utc>::from_timestamp_millis(snapshot.computed_ms).unwrap_or_default();
-        let last_sync: Vec<Option<i64>> =
-            by_registry(&registry, &last_sync).into_iter().map(|t| t.copied()).collect();
         Ok(standings(
             &registry,
             &by_registry(&registry, &scores),
-            &last_sync,
+            &by_registry(&registry, &last_sync),
             now,
             TimeDelta::milliseconds(snapshot.stale_after_ms),
         ))
@@ -342,9 +339,9 @@ impl HubStore {
                         }
                         metrics::counter!(crate::observe::RESCORES, "read" => "touched_tasks")
                             .increment(1);
-                        Err((heads, scored.tasks))
+                        Reread::Tasks(heads, scored.tasks)
                     }
-                    (Some(scored), _) if scored.heads == heads => Ok(scored),
+                    (Some(scored), _) if scored.heads == heads => Reread::Unchanged(scored),
                     _ => {
                         let tasks: Vec<Task> =
                             fivestar_core::document::read_document(doc, community)
@@ -354,15 +351,15 @@ impl HubStore {
                                 .collect();
                         metrics::counter!(crate::observe::RESCORES, "read" => "whole_document")
                             .increment(1);
-                        Err((heads, tasks))
+                        Reread::Tasks(heads, tasks)
                     }
                 }
             })?;
             match read {
-                Some(Ok(unchanged)) => {
-                    self.scores.by_community.insert(community.to_string(), unchanged);
+                Some(Reread::Unchanged(scored)) => {
+                    self.scores.by_community.insert(community.to_string(), scored);
                 }
-                Some(Err((heads, tasks))) => {
+                Some(Reread::Tasks(heads, tasks)) => {
                     unscored.push((community.to_string(), kind, heads, tasks));
                 }
                 None => {}
@@ -406,6 +403,13 @@ pub enum RecomputeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What rescoring found in a written document: the score as it was (the write left
+/// the heads where they were scored), or the tasks to score at new heads.
+enum Reread {
+    Unchanged(Scored),
+    Tasks(Vec<ChangeHash>, Vec<Task>),
 }
 
 /// A task as the score cache keeps it.
