@@ -68,6 +68,15 @@ pub fn screen(
     doc: &Automerge,
     bounds: Bounds,
 ) -> Result<(Message, usize), Screened> {
+    screen_changes(message, doc, bounds).map(|(message, ops, _)| (message, ops))
+}
+
+/// [`screen`], also giving the changes the message carries, parsed, in its order.
+pub fn screen_changes(
+    message: Message,
+    doc: &Automerge,
+    bounds: Bounds,
+) -> Result<(Message, usize, Vec<Change>), Screened> {
     let over = |what, count: usize, limit: usize, setting| {
         if count > limit {
             Err(Screened::OverBound { what, count, limit, setting })
@@ -100,7 +109,7 @@ pub fn screen(
     }
     check_depth(&changes, doc)?;
     let chunks: Vec<Vec<u8>> = changes.iter().map(|c| c.raw_bytes().to_vec()).collect();
-    Ok((Message { changes: chunks.into(), ..message }, total))
+    Ok((Message { changes: chunks.into(), ..message }, total, changes))
 }
 
 /// A Bloom filter's header: entries, bits per entry, probes (LEB128, as Automerge

@@ -311,9 +311,18 @@ async fn record_revoked(
     }
 }
 
+/// How often the store watcher looks for written documents to push.
+const PUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// The standings are refreshed at most this often while documents are written: each
+/// refresh rescores the changed communities, ranks all and may record a snapshot, so
+/// at full speed a refresh per push tick cost a tenth of the hub's CPU.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
 /// Publishes the ids of documents written by anyone (sessions, `review`, other
-/// processes) so sessions can push them, and keeps the standings current: after any
-/// write, and every 5 s so freshness and first syncs show without a write.
+/// processes) so sessions can push them, and keeps the standings current: within
+/// `REFRESH_EVERY` of any write, and every 5 s so freshness and first syncs show
+/// without a write.
 async fn watch_store(
     store: StoreThread<HubStore>,
     changes: broadcast::Sender<Arc<crate::session::Written>>,
@@ -339,8 +348,14 @@ async fn watch_store(
         Err(err) if stopped(&err) => return on_stopped(),
         Err(err) => tracing::warn!(error = %err, "cannot compute the standings"),
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    // Pushes go out within a tick of a write; the standings (their snapshot, the
+    // per-community gauges) follow within REFRESH_EVERY, and every 5 s regardless so
+    // staleness shows without writes. Readers compute the table themselves
+    // (`current_standings`), so the refresh's pace never makes what they see older.
+    let mut tick = tokio::time::interval(PUSH_EVERY);
     let mut ticks: u64 = 0;
+    let mut unrefreshed = false;
+    let mut refreshed_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -367,7 +382,11 @@ async fn watch_store(
                 false
             }
         };
-        if written || ticks.is_multiple_of(25) {
+        unrefreshed |= written;
+        let due = unrefreshed && refreshed_at.elapsed() >= REFRESH_EVERY;
+        if due || ticks.is_multiple_of(25) {
+            unrefreshed = false;
+            refreshed_at = tokio::time::Instant::now();
             match store.call(refresh).await {
                 Ok(Ok(rows)) => record_standings(&rows),
                 Ok(Err(err)) => tracing::warn!(error = %err, "cannot compute the standings"),

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Arc;
 
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{ActorId, ChangeHash, ReadDoc};
@@ -188,7 +189,9 @@ pub enum PolicyError {
 pub struct Merge {
     doc_id: String,
     writer: Writer,
-    policy: Option<Policy>,
+    /// Shared with the store's own: a policy holds the template's changes and keys,
+    /// and copying it per message cost more than checking the message against it.
+    policy: Option<Arc<Policy>>,
     /// The stored document's write number when it was taken (`None`: not stored).
     seq: Option<i64>,
     current: automerge::Automerge,
@@ -224,8 +227,10 @@ impl Merge {
     ) -> Result<Merged, Refusal> {
         let Merge { doc_id, writer, policy, seq, current } = self;
         // Bounded before Automerge pays for it.
-        let (message, ops) = crate::guard::screen(message, &current, bounds)?;
+        let (message, ops, received) = crate::guard::screen_changes(message, &current, bounds)?;
         let before = current.get_heads();
+        let presumed =
+            if pending.is_empty() { new_in_causal_order(&current, received) } else { None };
         let mut candidate = current;
         let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
         let mut next_state = state.clone();
@@ -242,7 +247,17 @@ impl Merge {
                 }
             })?;
             let waiting = !candidate.get_missing_deps(&[]).is_empty();
-            let new = candidate.get_changes(&before);
+            // All of them applied: they are what the merge added. Otherwise Automerge
+            // finds (and encodes again) what it added.
+            let new = match presumed {
+                Some(received) if !waiting => received,
+                _ => candidate.get_changes(&before),
+            };
+            debug_assert_eq!(
+                new.iter().map(|c| c.hash()).collect::<std::collections::BTreeSet<_>>(),
+                candidate.get_changes(&before).iter().map(|c| c.hash()).collect(),
+                "the changes a merge added"
+            );
             let touched = match &policy {
                 Some(policy) => policy.check_touched(&writer, &candidate, &new).map(Some),
                 None => check_district(&writer, &new).map(|()| None),
@@ -278,6 +293,31 @@ impl Merge {
             peer,
         })
     }
+}
+
+/// `received` when every change in it is new to `doc` and comes after its parents
+/// (in `doc`, or earlier in the list), and `doc` holds no change waiting for its
+/// parents: then, once all are applied, they are exactly what the merge added, in
+/// causal order. `None` otherwise (a change the hub has, one out of order, or a
+/// document with changes still waiting).
+fn new_in_causal_order(
+    doc: &automerge::Automerge,
+    received: Vec<automerge::Change>,
+) -> Option<Vec<automerge::Change>> {
+    // With nothing queued, a hash is missing exactly when the document lacks it.
+    let has = |hash: &ChangeHash| doc.get_missing_deps(std::slice::from_ref(hash)).is_empty();
+    if received.is_empty() || !doc.get_missing_deps(&[]).is_empty() {
+        return None;
+    }
+    let mut earlier = std::collections::HashSet::with_capacity(received.len());
+    for change in &received {
+        let hash = change.hash();
+        let after_parents = change.deps().iter().all(|dep| earlier.contains(dep) || has(dep));
+        if !after_parents || has(&hash) || !earlier.insert(hash) {
+            return None;
+        }
+    }
+    Some(received)
 }
 
 /// What a received message brought.
@@ -382,7 +422,7 @@ pub struct HubStore {
     /// office (a district with one review office and no task forces configured).
     reviewers: BTreeMap<String, Role>,
     /// The write rules of each community, built on first use.
-    policies: HashMap<String, Policy>,
+    policies: HashMap<String, Arc<Policy>>,
     /// The largest a community's stored document may grow (`limits.max_document_bytes`).
     max_document_bytes: usize,
 }
@@ -497,7 +537,7 @@ impl HubStore {
     /// The write rules of a community: its kind's standard now, and the template
     /// tasks of every earlier edition the hub has published (so a node that applied
     /// an earlier edition offline is not stranded).
-    fn policy(&mut self, community: &str) -> Result<&Policy, PolicyError> {
+    fn policy(&mut self, community: &str) -> Result<&Arc<Policy>, PolicyError> {
         if !self.policies.contains_key(community) {
             let kind = self.registry.community(community).map(|c| c.kind).unwrap_or(Kind::Urban);
             let current = self.standard.kind(kind);
@@ -517,7 +557,7 @@ impl HubStore {
                     let _ = policy.add_edition(edition.kind(kind));
                 }
             }
-            self.policies.insert(community.to_string(), policy);
+            self.policies.insert(community.to_string(), Arc::new(policy));
         }
         self.policies.get(community).ok_or(PolicyError::Lost)
     }
@@ -984,4 +1024,54 @@ pub enum HubOpenError {
     /// The district document could not be written.
     #[error("the district document could not be updated: {0}")]
     District(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ROOT, ReadDoc};
+
+    use super::new_in_causal_order;
+
+    fn put(doc: &mut Automerge, key: &str, value: i64) -> automerge::Change {
+        let before = doc.get_heads();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, key, value).expect("put");
+        tx.commit();
+        doc.get_changes(&before).pop().expect("one change")
+    }
+
+    #[test]
+    fn received_changes_stand_for_the_merge_only_when_new_and_in_causal_order() {
+        let mut hub = Automerge::new();
+        put(&mut hub, "a", 1);
+        let mut node = hub.fork();
+        let first = put(&mut node, "b", 1);
+        let second = put(&mut node, "b", 2);
+        let hashes = |changes: Option<Vec<automerge::Change>>| {
+            changes.map(|cs| cs.iter().map(|c| c.hash()).collect::<Vec<_>>())
+        };
+        // New, parents first: exactly what merging them adds.
+        let both = vec![first.clone(), second.clone()];
+        assert_eq!(
+            hashes(new_in_causal_order(&hub, both)),
+            Some(vec![first.hash(), second.hash()])
+        );
+        // A child before its parent, one the hub has, one twice, none at all: Automerge decides.
+        assert!(new_in_causal_order(&hub, vec![second.clone(), first.clone()]).is_none());
+        assert!(new_in_causal_order(&hub, vec![]).is_none());
+        assert!(new_in_causal_order(&hub, vec![first.clone(), first.clone()]).is_none());
+        let mut has_first = hub.clone();
+        has_first.apply_changes([first.clone()]).expect("apply");
+        assert!(new_in_causal_order(&has_first, vec![first.clone(), second.clone()]).is_none());
+        assert_eq!(
+            hashes(new_in_causal_order(&has_first, vec![second.clone()])),
+            Some(vec![second.hash()])
+        );
+        // A document holding a change still waiting for its parent.
+        let mut waiting = hub.clone();
+        waiting.apply_changes([second.clone()]).expect("queued");
+        assert!(!waiting.get_missing_deps(&[]).is_empty());
+        assert!(new_in_causal_order(&waiting, vec![first]).is_none());
+    }
 }
