@@ -115,6 +115,21 @@ const STORE_MIGRATIONS: &[&str] = &[
          SELECT doc_id, format, snapshot FROM documents;
      ALTER TABLE documents DROP COLUMN snapshot;
      ALTER TABLE documents DROP COLUMN format;",
+    // 4: chunk numbers without AUTOINCREMENT, whose counter row in `sqlite_sequence`
+    // was one more page written by every save. A new chunk still gets a number above
+    // every chunk stored, so a document's chunks keep their order.
+    "CREATE TABLE chunks_next (
+         id INTEGER PRIMARY KEY,
+         doc_id TEXT NOT NULL REFERENCES documents (doc_id),
+         format INTEGER NOT NULL,
+         bytes BLOB NOT NULL,
+         saved_ms INTEGER NOT NULL
+     ) STRICT;
+     INSERT INTO chunks_next (id, doc_id, format, bytes, saved_ms)
+         SELECT id, doc_id, format, bytes, saved_ms FROM chunks;
+     DROP TABLE chunks;
+     ALTER TABLE chunks_next RENAME TO chunks;
+     CREATE INDEX chunks_by_doc ON chunks (doc_id, id);",
 ];
 
 /// Which program a database belongs to, and that program's own migrations.
@@ -937,6 +952,9 @@ mod tests {
         let before = doc.get_heads();
         put(&mut doc, "a", 2);
         let chunk = doc.save_after(&before);
+        let middle = doc.get_heads();
+        put(&mut doc, "b", 1);
+        let later = doc.save_after(&middle);
         {
             let conn = Connection::open(&path).unwrap();
             for migration in &STORE_MIGRATIONS[..2] {
@@ -955,16 +973,36 @@ mod tests {
                 [&snapshot],
             )
             .unwrap();
-            conn.execute(
-                "INSERT INTO chunks (doc_id, format, bytes, saved_ms) VALUES ('d', 1, ?1, 0)",
-                [&chunk],
-            )
-            .unwrap();
+            for bytes in [&chunk, &later] {
+                conn.execute(
+                    "INSERT INTO chunks (doc_id, format, bytes, saved_ms) VALUES ('d', 1, ?1, 0)",
+                    [bytes],
+                )
+                .unwrap();
+            }
         }
         let mut store = DocStore::open(&path, &SCHEMA).unwrap();
         let read = store.read("d").unwrap().unwrap();
         assert_eq!(read.get_heads(), doc.get_heads());
         assert_eq!(read.get(ROOT, "a").unwrap().unwrap().0.as_i64(), Some(2));
+        // Version 4: the chunks kept their numbers (their order), and no save counts
+        // them in `sqlite_sequence` any more.
+        let ids: Vec<i64> = store
+            .conn()
+            .prepare("SELECT id FROM chunks WHERE doc_id = 'd' ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, vec![1, 2]);
+        let counted: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM sqlite_sequence WHERE name = 'chunks'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(counted, 0);
         // And it goes on: saved, folded, reopened.
         let before = doc.get_heads();
         put(&mut doc, "a", 3);

@@ -112,6 +112,19 @@ const HUB_MIGRATIONS: &[&str] = &[
          thumb BLOB,
          PRIMARY KEY (community, sha256)
      ) STRICT;",
+    // 7: deliveries kept in their key's own B-tree (WITHOUT ROWID): a rowid table
+    // with a separate index on the key wrote two pages for every change stored.
+    "CREATE TABLE deliveries_next (
+         doc_id TEXT NOT NULL,
+         hash TEXT NOT NULL,
+         peer TEXT NOT NULL,
+         delivered_ms INTEGER NOT NULL,
+         PRIMARY KEY (doc_id, hash)
+     ) STRICT, WITHOUT ROWID;
+     INSERT INTO deliveries_next (doc_id, hash, peer, delivered_ms)
+         SELECT doc_id, hash, peer, delivered_ms FROM deliveries;
+     DROP TABLE deliveries;
+     ALTER TABLE deliveries_next RENAME TO deliveries;",
 ];
 
 /// The hub's database schema.
@@ -1031,7 +1044,7 @@ mod tests {
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ROOT, ReadDoc};
 
-    use super::new_in_causal_order;
+    use super::{HUB_MIGRATIONS, SCHEMA, new_in_causal_order};
 
     fn put(doc: &mut Automerge, key: &str, value: i64) -> automerge::Change {
         let before = doc.get_heads();
@@ -1073,5 +1086,38 @@ mod tests {
         waiting.apply_changes([second.clone()]).expect("queued");
         assert!(!waiting.get_missing_deps(&[]).is_empty());
         assert!(new_in_causal_order(&waiting, vec![first]).is_none());
+    }
+
+    #[test]
+    fn deliveries_recorded_before_hub_version_7_are_kept_in_their_new_table() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("hub.db");
+        let version_6 = fivestar_store::Schema { migrations: &HUB_MIGRATIONS[..6], ..SCHEMA };
+        let store = fivestar_store::DocStore::create(&path, &version_6).expect("version 6");
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO deliveries VALUES ('community/a', 'aa', 'device a/d1', 1);
+                 INSERT INTO deliveries VALUES ('community/a', 'bb', 'reviewer office', 2);",
+            )
+            .expect("deliveries");
+        drop(store);
+        let store = fivestar_store::DocStore::open(&path, &SCHEMA).expect("migrated");
+        let table: String = store
+            .conn()
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'deliveries'", [], |r| r.get(0))
+            .expect("the table");
+        assert!(table.contains("WITHOUT ROWID"), "{table}");
+        let rows: Vec<(String, String, String, i64)> = store
+            .conn()
+            .prepare("SELECT doc_id, hash, peer, delivered_ms FROM deliveries ORDER BY hash")
+            .expect("query")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let row = |hash: &str, peer: &str, at| ("community/a".into(), hash.into(), peer.into(), at);
+        assert_eq!(rows, vec![row("aa", "device a/d1", 1), row("bb", "reviewer office", 2)]);
+        assert_eq!(store.integrity_check().expect("check"), vec!["ok".to_string()]);
     }
 }
