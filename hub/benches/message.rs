@@ -6,7 +6,8 @@
 //! rules), `Merge::run` (screen, Automerge applies the message, the policy checks
 //! the change), `commit` (the transaction and its fsync) and `generate` (the hub's
 //! answer). A node replica makes each edit (a progress change on a 29-task document
-//! with a history) and takes the answer, so every message is the real one.
+//! with 200 edits of history, then with 2,000: a busy community's year) and takes the
+//! answer, so every message is the real one.
 //!
 //! Set beside `fivestar-load`'s hub CPU per edit at one message per edit, the sum
 //! says how much of that is the store side and how much is the network side (TLS,
@@ -23,8 +24,9 @@ use fivestar_hub::store::HubStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Edits before the timed ones (the document's history), and timed edits.
-const HISTORY: usize = 200;
+/// Edits before the timed ones (the document's history: a young one, and a busy
+/// community's year), and timed edits.
+const HISTORY: [usize; 2] = [200, 2000];
 const TIMED: usize = 400;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -135,11 +137,20 @@ impl Bench {
     }
 }
 
-fn main() {
+/// `timed` edits' steps on a document with `history` edits before them.
+fn measure(history: usize, timed: usize) -> (usize, Vec<Steps>) {
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let standard = Standard::sample();
     let registry = Registry::sample();
-    let community = &registry.communities[0];
+    // The community whose template has the most tasks.
+    let community = registry
+        .communities
+        .iter()
+        .max_by_key(|c| {
+            let mut doc = CommunityDoc::new(&c.id, ActorId::random());
+            doc.apply_template(standard.kind(c.kind)).map(|ids| ids.len()).unwrap_or(0)
+        })
+        .expect("a community");
     let kind = standard.kind(community.kind);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let now = Utc::now().timestamp_millis();
@@ -180,32 +191,38 @@ fn main() {
         }
         bench.sync().expect("the edit reached the hub")
     };
-    for _ in 0..HISTORY {
+    for _ in 0..history {
         edit(&mut bench, &mut rng);
     }
-    let steps: Vec<Steps> = (0..TIMED).map(|_| edit(&mut bench, &mut rng)).collect();
-    let both = |step: fn(&Steps) -> (Duration, Duration)| {
-        let wall = median(steps.iter().map(|s| step(s).0).collect());
-        let cpu = median(steps.iter().map(|s| step(s).1).collect());
-        format!("{:>7} {:>7}", us(wall), us(cpu))
-    };
-    println!(
-        "one edit's message through the hub's store ({} tasks, {HISTORY} edits of history; \
-         medians of {TIMED}):",
-        ids.len()
-    );
-    println!("  step                                            wall     CPU");
-    println!("  prepare (take the document, the rules)      {}", both(|s| s.prepare));
-    println!("  merge (screen, Automerge applies, policy)   {}", both(|s| s.run));
-    println!("  commit (SQLite transaction, WAL fsync)      {}", both(|s| s.commit));
-    println!("  generate (the hub's answer)                 {}", both(|s| s.generate));
-    println!(
-        "  all four                                    {}",
-        both(|s| {
-            let sum = |f: fn(&(Duration, Duration)) -> Duration| {
-                f(&s.prepare) + f(&s.run) + f(&s.commit) + f(&s.generate)
-            };
-            (sum(|d| d.0), sum(|d| d.1))
-        })
-    );
+    let steps = (0..timed).map(|_| edit(&mut bench, &mut rng)).collect();
+    (ids.len(), steps)
+}
+
+fn main() {
+    for history in HISTORY {
+        let (tasks, steps) = measure(history, TIMED);
+        let both = |step: fn(&Steps) -> (Duration, Duration)| {
+            let wall = median(steps.iter().map(|s| step(s).0).collect());
+            let cpu = median(steps.iter().map(|s| step(s).1).collect());
+            format!("{:>7} {:>7}", us(wall), us(cpu))
+        };
+        println!(
+            "one edit's message through the hub's store ({tasks} tasks, {history} edits of \
+             history; medians of {TIMED}):"
+        );
+        println!("  step                                            wall     CPU");
+        println!("  prepare (take the document, the rules)      {}", both(|s| s.prepare));
+        println!("  merge (screen, Automerge applies, policy)   {}", both(|s| s.run));
+        println!("  commit (SQLite transaction, WAL fsync)      {}", both(|s| s.commit));
+        println!("  generate (the hub's answer)                 {}", both(|s| s.generate));
+        println!(
+            "  all four                                    {}",
+            both(|s| {
+                let sum = |f: fn(&(Duration, Duration)) -> Duration| {
+                    f(&s.prepare) + f(&s.run) + f(&s.commit) + f(&s.generate)
+                };
+                (sum(|d| d.0), sum(|d| d.1))
+            })
+        );
+    }
 }
