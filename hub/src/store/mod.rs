@@ -32,6 +32,7 @@ use fivestar_store::{DocStore, Schema, StoreError};
 
 pub mod accounts;
 pub mod files;
+mod receive;
 pub mod standings;
 
 /// The hub's own tables, after the store's.
@@ -251,7 +252,7 @@ impl Merge {
             for chunk in pending {
                 let _ = candidate.load_incremental(chunk);
             }
-            candidate.receive_sync_message(&mut next_state, message).map_err(|_| {
+            receive::receive(&mut candidate, &mut next_state, message).map_err(|_| {
                 Refusal::Malformed {
                     doc_id: doc_id.clone(),
                     detail: "its changes do not fit this document (a duplicate or out-of-order \
