@@ -62,17 +62,9 @@ pub enum Screened {
 }
 
 /// Checks a decoded message against `bounds` and the stored document it is for;
-/// returns it normalised (one chunk per change) and the operations it carries.
+/// returns it normalised (one chunk per change), the operations it carries, and its
+/// changes, parsed, in its order.
 pub fn screen(
-    message: Message,
-    doc: &Automerge,
-    bounds: Bounds,
-) -> Result<(Message, usize), Screened> {
-    screen_changes(message, doc, bounds).map(|(message, ops, _)| (message, ops))
-}
-
-/// [`screen`], also giving the changes the message carries, parsed, in its order.
-pub fn screen_changes(
     message: Message,
     doc: &Automerge,
     bounds: Bounds,
@@ -275,7 +267,7 @@ mod tests {
         let mut full = doc.automerge().clone();
         full.transact(|tx| tx.put(ROOT, "x", 1)).unwrap();
         let whole = message(vec![full.save()]);
-        let (screened, ops) = screen(whole, &Automerge::new(), BOUNDS).unwrap();
+        let (screened, ops, _) = screen(whole, &Automerge::new(), BOUNDS).unwrap();
         assert_eq!(screened.changes.iter().count(), 2);
         assert_eq!(ops, 4);
     }
@@ -305,7 +297,7 @@ mod tests {
         doc.transact(|tx| tx.put(ROOT, "c", 3)).unwrap();
         let base = doc.fork_at(&heads).unwrap();
         let entry = doc.save_after(&heads);
-        let (screened, ops) = screen(message(vec![entry]), &base, BOUNDS).unwrap();
+        let (screened, ops, _) = screen(message(vec![entry]), &base, BOUNDS).unwrap();
         assert_eq!((screened.changes.iter().count(), ops), (2, 2));
         let junk = message(vec![b"not automerge".to_vec()]);
         assert!(screen(junk, &base, BOUNDS).is_err());

@@ -373,8 +373,7 @@ impl DocStore {
     /// The document ids written since `seq` (by any process), with the newest sequence
     /// number; poll it to notice changes.
     pub fn changed_since(&self, seq: i64) -> Result<(Vec<String>, i64), StoreError> {
-        let written = self.written_numbers(seq)?;
-        let newest = written.iter().map(|(_, s)| *s).fold(seq, i64::max);
+        let (written, newest) = self.written_numbers(seq)?;
         Ok((written.into_iter().map(|(id, _)| id).collect(), newest))
     }
 
@@ -386,8 +385,7 @@ impl DocStore {
         &mut self,
         seq: i64,
     ) -> Result<(Vec<(String, Vec<ChangeHash>)>, i64), StoreError> {
-        let written = self.written_numbers(seq)?;
-        let newest = written.iter().map(|(_, s)| *s).fold(seq, i64::max);
+        let (written, newest) = self.written_numbers(seq)?;
         let mut out = Vec::with_capacity(written.len());
         for (id, s) in written {
             let heads = match self.cache.get(&id) {
@@ -401,8 +399,10 @@ impl DocStore {
         Ok((out, newest))
     }
 
-    /// Each document written since `seq`, with its write number, oldest first.
-    fn written_numbers(&self, seq: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    /// Each document written since `seq`, with its write number, oldest first; and
+    /// the newest write number (`seq` when nothing was written).
+    #[allow(clippy::type_complexity)]
+    fn written_numbers(&self, seq: i64) -> Result<(Vec<(String, i64)>, i64), StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -412,7 +412,10 @@ impl DocStore {
         let rows = stmt
             .query_map([seq], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        let written: Vec<(String, i64)> =
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let newest = written.last().map_or(seq, |(_, s)| *s);
+        Ok((written, newest))
     }
 
     /// The newest write's sequence number (0 when nothing was written).

@@ -241,7 +241,7 @@ impl Merge {
     ) -> Result<Merged, Refusal> {
         let Merge { doc_id, writer, policy, seq, current } = self;
         // Bounded before Automerge pays for it.
-        let (message, ops, received) = crate::guard::screen_changes(message, &current, bounds)?;
+        let (message, ops, received) = crate::guard::screen(message, &current, bounds)?;
         let before = current.get_heads();
         let presumed =
             if pending.is_empty() { new_in_causal_order(&current, received) } else { None };
@@ -318,8 +318,7 @@ fn new_in_causal_order(
     doc: &automerge::Automerge,
     received: Vec<automerge::Change>,
 ) -> Option<Vec<automerge::Change>> {
-    // With nothing queued, a hash is missing exactly when the document lacks it.
-    let has = |hash: &ChangeHash| doc.get_missing_deps(std::slice::from_ref(hash)).is_empty();
+    let has = |hash: &ChangeHash| receive::has_change(doc, hash);
     if received.is_empty() || !doc.get_missing_deps(&[]).is_empty() {
         return None;
     }

@@ -52,8 +52,7 @@ pub(crate) fn receive(
     if no_changes && heads == before {
         state.last_sent_heads.clone_from(&heads);
     }
-    let known: Vec<ChangeHash> =
-        heads.iter().filter(|h| doc.get_change_meta_by_hash(h).is_some()).copied().collect();
+    let known: Vec<ChangeHash> = heads.iter().filter(|h| has_change(doc, h)).copied().collect();
     if known.len() == heads.len() {
         state.shared_heads.clone_from(&heads);
         if heads.is_empty() {
@@ -71,6 +70,12 @@ pub(crate) fn receive(
     state.their_heads = Some(heads);
     state.their_need = Some(need);
     Ok(())
+}
+
+/// Whether `doc` has applied the change `hash` (one waiting for its parents does not
+/// count), as Automerge's own `has_change`, which it does not export.
+pub(super) fn has_change(doc: &Automerge, hash: &ChangeHash) -> bool {
+    doc.get_change_meta_by_hash(hash).is_some()
 }
 
 /// The heads both sides share after applying changes: this side's new heads that
