@@ -293,21 +293,24 @@ fn from_wire(frame: NodeFrame) -> Result<Inbound, SessionError> {
 
 fn to_wire(frame: Outbound) -> HubFrame {
     let frame = match frame {
-        Outbound::Welcome { hub_time_ms, grants } => hub_frame::Frame::Welcome(v1::Welcome {
-            hub_version: env!("CARGO_PKG_VERSION").to_string(),
-            hub_time_unix_ms: hub_time_ms,
-            documents: grants
-                .into_iter()
-                .map(|g| DocumentGrant {
-                    document_id: g.doc_id,
-                    access: if g.write {
-                        DocumentAccess::ReadWrite as i32
-                    } else {
-                        DocumentAccess::Read as i32
-                    },
-                })
-                .collect(),
-        }),
+        Outbound::Welcome { hub_time_ms, revision, grants } => {
+            hub_frame::Frame::Welcome(v1::Welcome {
+                hub_version: env!("CARGO_PKG_VERSION").to_string(),
+                hub_time_unix_ms: hub_time_ms,
+                revision,
+                documents: grants
+                    .into_iter()
+                    .map(|g| DocumentGrant {
+                        document_id: g.doc_id,
+                        access: if g.write {
+                            DocumentAccess::ReadWrite as i32
+                        } else {
+                            DocumentAccess::Read as i32
+                        },
+                    })
+                    .collect(),
+            })
+        }
         Outbound::Sync { doc_id, message } => {
             hub_frame::Frame::Sync(v1::SyncMessage { document_id: doc_id, message })
         }

@@ -9,8 +9,12 @@
 //!    `Idle`. On the node's `Idle`, the hub (having stored and acknowledged
 //!    everything the node sent) takes its turn: a message for each document that has
 //!    something to say, an `Ack` with the heads it has durably stored, then `Idle`.
-//! 3. The node takes another turn while either side still had something to say;
-//!    when a hub turn carries no message and the node has nothing to send, they agree.
+//! 3. The node takes another turn while it has something to say after the hub's
+//!    answer. The hub records a successful sync when, after its turn, the node has
+//!    told it exactly the heads the hub holds for every document (they agree), and
+//!    acknowledges a document only when its stored heads changed since the session's
+//!    last Ack of it (revision 1; see [`REVISION`]). A node of revision 0 ends its
+//!    round with an empty turn that the hub answers; that still works.
 //! 4. While the node stays connected, a change stored by anyone else (a review, another
 //!    device of the community) makes the hub take a turn unasked: pushes.
 //!
@@ -32,6 +36,11 @@ use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use crate::config::Limits;
 use crate::store::{DISTRICT_DOC, HubStore, PeerHello, Refusal, community_doc_id, peer_name};
+
+/// The protocol revision this hub speaks, told to the node in `Welcome`: 1 records
+/// agreement on heads and skips Acks of unchanged heads, so a node need not end its
+/// round with an empty turn (see the module's protocol).
+pub const REVISION: u32 = 1;
 
 /// A frame from the node, decoded from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +65,8 @@ pub enum Outbound {
     Welcome {
         /// The hub's clock, Unix milliseconds.
         hub_time_ms: i64,
+        /// The protocol revision the hub speaks ([`REVISION`]).
+        revision: u32,
         /// What the writer may sync.
         grants: Vec<Grant>,
     },
@@ -290,12 +301,12 @@ pub async fn run(
         bytes_out: 0,
         changes_in: 0,
         connected: false,
-        messages_this_turn: 0,
         recorded_at: None,
         success_unrecorded: false,
         succeeded: false,
         pending: BTreeMap::new(),
         ops_in: 0,
+        acked: BTreeMap::new(),
     };
     let (community, device) = match &writer {
         Writer::Device { community, device } => (community.clone(), device.clone()),
@@ -322,8 +333,6 @@ struct Session {
     bytes_out: u64,
     changes_in: u64,
     connected: bool,
-    /// Sync messages in the node's current turn.
-    messages_this_turn: u64,
     /// The peer's counters were last written then; they are written at most every
     /// `RECORD_EVERY` (and at the session's first success and its end), not on
     /// every turn: one small write transaction per turn cost more than a merge.
@@ -336,6 +345,9 @@ struct Session {
     pending: BTreeMap<String, Vec<Vec<u8>>>,
     /// Operations received in this session (bounded by `max_ops_per_session`).
     ops_in: usize,
+    /// Per document, the heads of the session's last Ack of it: a turn acknowledges
+    /// only the documents whose stored heads moved since.
+    acked: BTreeMap<String, Vec<ChangeHash>>,
 }
 
 impl Session {
@@ -371,17 +383,15 @@ impl Session {
                     }
                     Some(Ok(Inbound::Sync { doc_id, message })) => {
                         deadline = tokio::time::Instant::now() + idle;
-                        self.messages_this_turn += 1;
                         self.receive(doc_id, message).await?;
                     }
                     Some(Ok(Inbound::Idle(turn))) => {
                         deadline = tokio::time::Instant::now() + idle;
                         let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
-                        let said = self.turn(&docs, Some(turn)).await?;
-                        // Agreement: the node had nothing to say, and neither had the hub.
-                        // Only that counts as a successful sync.
-                        let agreed = self.messages_this_turn == 0 && said == 0;
-                        self.messages_this_turn = 0;
+                        // Agreement (a successful sync): after the hub's answer, the
+                        // node has said it holds exactly the hub's stored heads of every
+                        // document, so neither side lacks anything the other has.
+                        let agreed = self.turn(&docs, Some(turn)).await?;
                         self.success_unrecorded |= agreed;
                         let due = self
                             .recorded_at
@@ -456,7 +466,7 @@ impl Session {
         tracing::info!(documents = grants.len(), "session started");
         metrics::gauge!(crate::observe::CONNECTED).increment(1.0);
         self.connected = true;
-        self.send(Outbound::Welcome { hub_time_ms: now_ms(), grants }).await
+        self.send(Outbound::Welcome { hub_time_ms: now_ms(), revision: REVISION, grants }).await
     }
 
     async fn receive(&mut self, doc_id: String, message: Vec<u8>) -> Result<(), SessionError> {
@@ -556,12 +566,15 @@ impl Session {
     }
 
     /// The hub's turn: what it has to say about `docs`, then Idle. A reply to node
-    /// turn `answering` also acknowledges the stored heads of every document.
+    /// turn `answering` also acknowledges the stored heads of every document whose
+    /// heads moved since the session last acknowledged it. Returns whether the node
+    /// agrees with the hub: for every document it last announced exactly the heads
+    /// the hub stores, and nothing of it waits for parents.
     async fn turn(
         &mut self,
         docs: &[String],
         answering: Option<u64>,
-    ) -> Result<usize, SessionError> {
+    ) -> Result<bool, SessionError> {
         let acks = answering.is_some();
         let mut states: Vec<(String, State, Vec<Vec<u8>>)> = docs
             .iter()
@@ -570,22 +583,24 @@ impl Session {
                 (d.clone(), self.states.remove(d).unwrap_or_default(), pending)
             })
             .collect();
-        let (states, messages, heads) = self
+        let (states, messages, heads, agreed) = self
             .shared
             .store
             .call(move |store| -> Result<_, StoreError> {
                 let mut messages = Vec::new();
                 let mut heads = Vec::new();
+                let mut agreed = true;
                 for (doc_id, state, pending) in states.iter_mut() {
                     let (message, stored) = store.generate(doc_id, state, pending)?;
                     if let Some(message) = message {
                         messages.push((doc_id.clone(), message.encode()));
                     }
+                    agreed &= pending.is_empty() && state.their_heads.as_ref() == Some(&stored);
                     if acks {
                         heads.push((doc_id.clone(), stored));
                     }
                 }
-                Ok((states, messages, heads))
+                Ok((states, messages, heads, agreed))
             })
             .await??;
         self.states.extend(states.into_iter().map(|(doc_id, state, _)| (doc_id, state)));
@@ -597,6 +612,11 @@ impl Session {
             self.send(Outbound::Sync { doc_id, message }).await?;
         }
         for (doc_id, heads) in heads {
+            // The node recorded these heads from this session's last Ack already.
+            if self.acked.get(&doc_id) == Some(&heads) {
+                continue;
+            }
+            self.acked.insert(doc_id.clone(), heads.clone());
             self.send(Outbound::Ack { doc_id, heads }).await?;
         }
         // A push that found nothing to say (the node already has the write, as the
@@ -605,7 +625,7 @@ impl Session {
         if answering.is_some() || said > 0 {
             self.send(Outbound::Idle(answering.unwrap_or(0))).await?;
         }
-        Ok(said)
+        Ok(agreed)
     }
 
     async fn record(&mut self, success: bool) -> Result<(), SessionError> {

@@ -3,8 +3,9 @@
 //! (`fivestar-node run`).
 //!
 //! A round: the node says Hello, the hub answers with the documents this device may
-//! sync, then the two take turns (see the hub's `session` module) until a hub turn
-//! carries no message and the node has nothing to send. Every change from the hub is
+//! sync, then the two take turns (see the hub's `session` module) until, after the
+//! hub's answer, the node has nothing to send (with a hub of protocol revision 0: until
+//! a hub turn carries no message and the node has nothing to send). Every change from the hub is
 //! stored durably before the next frame is read; every `Ack` is recorded, so `status`
 //! knows exactly which local changes are safe at the hub. Sync states are persisted at
 //! the end of a session, so the next one sends only what is missing.
@@ -790,6 +791,9 @@ struct Session {
     /// The database's write counter as the node's latest turn read the documents: a
     /// higher one means an edit (or a change from the hub) that turn did not carry.
     seen_seq: i64,
+    /// The protocol revision the hub speaks (its `Welcome`): from 1, a round ends
+    /// without an empty last turn (see [`Session::round`]).
+    hub_revision: u32,
 }
 
 impl Session {
@@ -825,6 +829,7 @@ impl Session {
             }
             None => return Err(link_broke(&config.hub, "the hub closed it before its Welcome")),
         };
+        let hub_revision = welcome.revision;
         let docs: Vec<String> = welcome.documents.into_iter().map(|d| d.document_id).collect();
         let mine = crate::store::community_doc_id(&config.community);
         if !docs.contains(&mine) {
@@ -864,20 +869,33 @@ impl Session {
             hub: config.hub.clone(),
             turn_timeout: Duration::from_secs(config.sync.turn_timeout_seconds.max(1)),
             seen_seq: 0,
+            hub_revision,
         })
     }
 
     /// Turns until both sides have nothing to say. Each turn, from the node's
     /// messages to the hub's `Idle` that answers them, has `turn_timeout_seconds`.
+    ///
+    /// The first turn is always sent (its answer brings the hub's news and Acks). After
+    /// that, a hub of revision 1 or later needs no empty turn: when the node has no
+    /// message left after the hub's answer, the round is over. Automerge's generator is
+    /// silent only when this side last told the peer its current heads and knows the
+    /// peer holds exactly them, or while its last message is unanswered; the hub
+    /// answers every message in its turn, speaking unless it holds the node's heads.
+    /// Either way both sides hold the same heads, and a later write at the hub comes
+    /// as a push.
     async fn round(&mut self) -> Result<RoundReport, SyncError> {
         self.report = RoundReport::default();
-        for _ in 0..64 {
+        for first in std::iter::once(true).chain(std::iter::repeat_n(false, 63)) {
             let deadline = tokio::time::Instant::now() + self.turn_timeout;
             let late = |turn: u64, hub: &str, limit: Duration| {
                 did_not_answer(hub, limit, &format!("waiting for its answer to turn {turn}"))
             };
-            let sent = match tokio::time::timeout_at(deadline, self.node_turn()).await {
-                Ok(sent) => sent?,
+            let may_end = !first && self.hub_revision >= 1;
+            let sent = match tokio::time::timeout_at(deadline, self.node_turn(may_end)).await {
+                Ok(Ok(Some(sent))) => sent,
+                Ok(Ok(None)) => return self.settled().await,
+                Ok(Err(err)) => return Err(err),
                 Err(_) => return Err(late(self.turn + 1, &self.hub, self.turn_timeout)),
             };
             let answered = self.turn;
@@ -892,15 +910,22 @@ impl Session {
                 }
             };
             if sent == 0 && hub_messages == 0 {
-                self.report.unacknowledged = self.store.call(|s| s.pending()).await??.changes;
-                return Ok(self.report.clone());
+                return self.settled().await;
             }
         }
         Err(SyncError::Protocol("the sync did not settle within 64 turns".into()))
     }
 
-    /// Sends what the node has to say about each document, then Idle.
-    async fn node_turn(&mut self) -> Result<u64, SyncError> {
+    /// The report of a round that settled.
+    async fn settled(&mut self) -> Result<RoundReport, SyncError> {
+        self.report.unacknowledged = self.store.call(|s| s.pending()).await??.changes;
+        Ok(self.report.clone())
+    }
+
+    /// Sends what the node has to say about each document, then Idle, and returns how
+    /// many messages it sent. With `may_end`, a turn without messages is not sent at
+    /// all: `None`, the round is over.
+    async fn node_turn(&mut self, may_end: bool) -> Result<Option<u64>, SyncError> {
         let mut states: Vec<(String, State, Vec<Vec<u8>>)> = self
             .docs
             .iter()
@@ -931,6 +956,9 @@ impl Session {
         self.seen_seq = seq;
         self.states.extend(states.into_iter().map(|(doc_id, state, _)| (doc_id, state)));
         let sent = messages.len() as u64;
+        if may_end && sent == 0 {
+            return Ok(None);
+        }
         for (doc_id, message) in messages {
             if message.len() > self.max_message_bytes {
                 return Err(SyncError::Protocol(format!(
@@ -946,7 +974,7 @@ impl Session {
         }
         self.turn += 1;
         self.send(node_frame::Frame::Idle(v1::Idle { turn: self.turn })).await?;
-        Ok(sent)
+        Ok(Some(sent))
     }
 
     async fn handle(

@@ -486,3 +486,118 @@ fn a_node_scores_with_the_standard_the_hub_publishes_and_keeps_it_offline() {
         "70 points ≥ 60 under the district's standard"
     );
 }
+
+/// The Acks of each hub turn: (document, heads) in the order sent.
+type Acks = Vec<Vec<(String, Vec<Vec<u8>>)>>;
+
+/// A node's side of protocol revision 1 over a raw session: turns until, after the
+/// hub's answer, the node has nothing to say (a turn after the first is sent only
+/// with a message). Returns the Acks of each of the hub's answers. Bounded: a sync
+/// settles in a few turns.
+async fn sync_turns(
+    session: &mut RawSession,
+    community: &mut fivestar_core::CommunityDoc,
+    district: &mut automerge::Automerge,
+    states: &mut std::collections::BTreeMap<String, State>,
+    turn: &mut u64,
+) -> Acks {
+    let mut acked = Vec::new();
+    for first in [true, false, false, false, false, false] {
+        let mut sent = 0;
+        for (doc, replica) in [("community/fuhou", community.automerge()), ("district", &*district)]
+        {
+            let state = states.entry(doc.to_string()).or_default();
+            if let Some(message) = replica.generate_sync_message(state) {
+                session.sync(doc, message.encode()).await;
+                sent += 1;
+            }
+        }
+        if sent == 0 && !first {
+            return acked;
+        }
+        *turn += 1;
+        session.idle(*turn).await;
+        let mut acks = Vec::new();
+        for frame in session.until_idle(*turn).await.unwrap() {
+            match frame {
+                hub_frame::Frame::Sync(sync) => {
+                    let message = automerge::sync::Message::decode(&sync.message).unwrap();
+                    let state = states.get_mut(&sync.document_id).unwrap();
+                    let replica = match sync.document_id.as_str() {
+                        "community/fuhou" => community.automerge_mut(),
+                        _ => &mut *district,
+                    };
+                    replica.receive_sync_message(state, message).unwrap();
+                }
+                hub_frame::Frame::Ack(ack) => acks.push((ack.document_id, ack.heads)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        acked.push(acks);
+    }
+    panic!("the sync did not settle within 6 turns");
+}
+
+fn raw_heads(heads: &[automerge::ChangeHash]) -> Vec<Vec<u8>> {
+    heads.iter().map(|h| h.as_ref().to_vec()).collect()
+}
+
+/// Protocol revision 1, frame by frame: the hub says its revision, acknowledges a
+/// document only when its stored heads moved since the session's last Ack of it, and
+/// records a successful sync as soon as the node has announced the hub's heads of
+/// every document, so the node's round needs no empty last turn. A node that still
+/// sends one (revision 0) gets an empty answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads() {
+    let hub = Hub::started();
+    let certs = tempfile::tempdir().unwrap();
+    hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
+    let mut client = connect(&hub.url(), certs.path()).await.unwrap();
+    let mut session = RawSession::open(&mut client).await.unwrap();
+    match session.next().await.unwrap() {
+        Some(hub_frame::Frame::Welcome(welcome)) => {
+            assert_eq!(welcome.revision, 1, "the hub speaks revision 1");
+        }
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    let kind = Standard::sample().kind(Kind::Urban).clone();
+    let mut mine = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
+    mine.apply_template(&kind).unwrap();
+    let mut district = automerge::Automerge::new();
+    let mut states = std::collections::BTreeMap::new();
+    let mut turn = 0;
+    let acked = sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+    // The first answer acknowledges every document; later ones only heads that moved
+    // (the node's template, once the hub asked for it and stored it).
+    assert!(acked.len() > 1, "the template took more than one turn");
+    let first: Vec<&str> = acked[0].iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(first, ["community/fuhou", "district"]);
+    let mut last: std::collections::BTreeMap<&str, &Vec<Vec<u8>>> = Default::default();
+    for (doc, heads) in acked.iter().flatten() {
+        assert_ne!(last.insert(doc, heads), Some(heads), "{doc} acknowledged twice at {heads:?}");
+    }
+    assert_eq!(last["community/fuhou"], &raw_heads(&mine.heads()), "the template is stored");
+    // Agreement was reached without an empty turn: the hub recorded the success.
+    let succeeded = || {
+        let status: serde_json::Value =
+            serde_json::from_str(&hub.ok(&["status", "--json"])).unwrap();
+        status["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["device"] == "d1" && r["peer"]["last_success_ms"].as_i64().is_some())
+    };
+    assert!(eventually(Duration::from_secs(10), succeeded), "the sync counts as a success");
+    // A revision-0 node's empty last turn: answered with nothing but its Idle.
+    turn += 1;
+    session.idle(turn).await;
+    assert_eq!(session.until_idle(turn).await.unwrap(), []);
+    // An edit moves the community's heads: its answer acknowledges them, once, and
+    // not the district's, which stayed.
+    let stamp = Stamp { by: "device d1".into(), at_ms: 1 };
+    let edit = fivestar_core::TaskEdit { progress: Some(40), ..Default::default() };
+    mine.edit_task(&kind, "u-safety-grid", &edit, &stamp).unwrap();
+    let acked = sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+    assert_eq!(acked.len(), 1, "one turn carries the edit, and the round is over");
+    assert_eq!(acked[0], [("community/fuhou".to_string(), raw_heads(&mine.heads()))]);
+}
