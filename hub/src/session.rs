@@ -42,6 +42,15 @@ use crate::store::{DISTRICT_DOC, HubStore, PeerHello, Refusal, community_doc_id,
 /// round with an empty turn (see the module's protocol).
 pub const REVISION: u32 = 1;
 
+/// Messages up to this size are screened on the store thread (a parse of at most
+/// this many bytes), and merged there too when they carry at most
+/// [`INLINE_MAX_OPS`] operations; larger ones are merged on a blocking thread.
+const INLINE_MAX_BYTES: usize = 16 << 10;
+
+/// See [`INLINE_MAX_BYTES`]: a clerk's edit is a few operations, a whole template a
+/// few hundred.
+const INLINE_MAX_OPS: usize = 256;
+
 /// A frame from the node, decoded from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -486,7 +495,7 @@ impl Session {
         let mut state = self.states.remove(&doc_id).unwrap_or_default();
         let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
         let started = std::time::Instant::now();
-        let received = self.merge(&doc_id, &mut state, &mut pending, decoded).await;
+        let received = self.merge(&doc_id, &mut state, &mut pending, decoded, message.len()).await;
         if pending.iter().map(Vec::len).sum::<usize>() > self.shared.limits.max_message_bytes {
             return Err(SessionError::Protocol(format!(
                 "too many changes for {doc_id} arrived without their parents"
@@ -517,45 +526,82 @@ impl Session {
         Ok(())
     }
 
-    /// Merges one message: the store thread reads the document, a blocking thread
-    /// does the costly part (screen, merge, check), the store thread stores the result
-    /// if the document has not moved meanwhile (else the merge runs again). So a
-    /// costly message holds up its own session, not the other documents.
+    /// Merges one message. A small one (the usual edit: a few operations) is read,
+    /// screened, merged, checked and stored in one call on the store thread: handing
+    /// it between threads cost more than merging it. A larger one is screened there
+    /// (a parse bounded by [`INLINE_MAX_BYTES`]) or not at all, merged and checked on
+    /// a blocking thread, and stored by the store thread if the document has not
+    /// moved meanwhile (else the merge runs again). So a costly message holds up its
+    /// own session, not the other documents.
     async fn merge(
         &self,
         doc_id: &str,
         state: &mut State,
         pending: &mut Vec<Vec<u8>>,
         message: Message,
+        size: usize,
     ) -> Result<crate::store::Received, SessionError> {
+        type Committed = Option<(crate::store::Received, State, Vec<Vec<u8>>)>;
+        // One per message, moved once: its size does not matter (the merge's document
+        // is boxed, the sync state is not).
+        #[allow(clippy::large_enum_variant)]
+        enum Step {
+            Stored(Committed),
+            Costly(Box<(crate::store::Merge, Option<crate::store::ScreenedMessage>)>),
+        }
         let bounds = self.shared.bounds;
+        let library_failed = || {
+            SessionError::Refused(Refusal::Malformed {
+                doc_id: doc_id.to_string(),
+                detail: "the message made the hub's document library fail; it was refused".into(),
+            })
+        };
         for _ in 0..5 {
             let (writer, id) = (self.writer.clone(), doc_id.to_string());
-            let merge = self.shared.store.call(move |store| store.prepare(&writer, &id)).await??;
-            let (state_now, pending_now, message) =
+            let (state_in, pending_in, message_in) =
                 (state.clone(), pending.clone(), message.clone());
-            let merged = tokio::task::spawn_blocking(move || {
-                merge.run(&state_now, &pending_now, message, bounds)
-            })
-            .await
-            .map_err(|_| {
-                SessionError::Refused(Refusal::Malformed {
-                    doc_id: doc_id.to_string(),
-                    detail: "the message made the hub's document library fail; it was refused"
-                        .into(),
-                })
-            })??;
-            let (state_in, pending_in) = (state.clone(), pending.clone());
-            let committed = self
+            let step = self
                 .shared
                 .store
-                .call(move |store| {
+                .call(move |store| -> Result<Step, Refusal> {
+                    let merge = store.prepare(&writer, &id)?;
+                    if size > INLINE_MAX_BYTES {
+                        return Ok(Step::Costly(Box::new((merge, None))));
+                    }
+                    let screened = merge.screen(message_in, bounds)?;
+                    if screened.ops() > INLINE_MAX_OPS {
+                        return Ok(Step::Costly(Box::new((merge, Some(screened)))));
+                    }
+                    let merged = merge.apply(&state_in, &pending_in, screened)?;
                     let (mut state, mut pending) = (state_in, pending_in);
-                    store
-                        .commit(merged, &mut state, &mut pending, now_ms())
-                        .map(|received| received.map(|r| (r, state, pending)))
+                    let stored = store.commit(merged, &mut state, &mut pending, now_ms())?;
+                    Ok(Step::Stored(stored.map(|r| (r, state, pending))))
                 })
                 .await??;
+            let committed: Committed = match step {
+                Step::Stored(committed) => committed,
+                Step::Costly(costly) => {
+                    let (merge, screened) = *costly;
+                    let (state_now, pending_now, message) =
+                        (state.clone(), pending.clone(), message.clone());
+                    let merged = tokio::task::spawn_blocking(move || match screened {
+                        Some(screened) => merge.apply(&state_now, &pending_now, screened),
+                        None => merge.run(&state_now, &pending_now, message, bounds),
+                    })
+                    .await
+                    .map_err(|_| library_failed())??;
+                    let (state_in, pending_in) = (state.clone(), pending.clone());
+                    self.shared
+                        .store
+                        .call(move |store| {
+                            let (mut state, mut pending) = (state_in, pending_in);
+                            store
+                                .commit(merged, &mut state, &mut pending, now_ms())
+                                .map(|received| received.map(|r| (r, state, pending)))
+                        })
+                        .await??
+                }
+            };
             if let Some((received, next_state, next_pending)) = committed {
                 *state = next_state;
                 *pending = next_pending;

@@ -228,10 +228,25 @@ pub struct Merged {
     peer: String,
 }
 
+/// A sync message that passed [`crate::guard::screen`]: within every bound, its
+/// changes parsed, ready for [`Merge::apply`].
+#[derive(Debug)]
+pub struct ScreenedMessage {
+    message: Message,
+    ops: usize,
+    received: Vec<automerge::Change>,
+}
+
+impl ScreenedMessage {
+    /// The operations its changes carry: what applying it will cost.
+    pub fn ops(&self) -> usize {
+        self.ops
+    }
+}
+
 impl Merge {
     /// Screens the message, merges it into a copy of the document and checks every new
-    /// change against the rules. Every call into Automerge is isolated: a panic refuses
-    /// the message.
+    /// change against the rules: [`Merge::screen`], then [`Merge::apply`].
     pub fn run(
         self,
         state: &State,
@@ -239,9 +254,32 @@ impl Merge {
         message: Message,
         bounds: crate::guard::Bounds,
     ) -> Result<Merged, Refusal> {
+        let screened = self.screen(message, bounds)?;
+        self.apply(state, pending, screened)
+    }
+
+    /// Bounds the message before Automerge pays for it: its cost is the parse of
+    /// its bytes (bounded by the frame size), and nothing is applied.
+    pub fn screen(
+        &self,
+        message: Message,
+        bounds: crate::guard::Bounds,
+    ) -> Result<ScreenedMessage, Refusal> {
+        let (message, ops, received) = crate::guard::screen(message, &self.current, bounds)?;
+        Ok(ScreenedMessage { message, ops, received })
+    }
+
+    /// Merges a screened message into the document and checks every new change
+    /// against the rules. Every call into Automerge is isolated: a panic refuses the
+    /// message.
+    pub fn apply(
+        self,
+        state: &State,
+        pending: &[Vec<u8>],
+        screened: ScreenedMessage,
+    ) -> Result<Merged, Refusal> {
         let Merge { doc_id, writer, policy, seq, current } = self;
-        // Bounded before Automerge pays for it.
-        let (message, ops, received) = crate::guard::screen(message, &current, bounds)?;
+        let ScreenedMessage { message, ops, received } = screened;
         let before = current.get_heads();
         let presumed =
             if pending.is_empty() { new_in_causal_order(&current, received) } else { None };
