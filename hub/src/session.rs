@@ -31,7 +31,7 @@ use automerge::ChangeHash;
 use automerge::sync::{Message, State};
 use fivestar_core::Writer;
 use fivestar_store::{StoreError, StoreThread};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use crate::config::Limits;
@@ -268,6 +268,45 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// A document's sync state with the peer and its chunks waiting for parents.
+type DocState = (String, State, Vec<Vec<u8>>);
+
+/// What the hub says in a turn: a message for each document that has something to
+/// say, the stored heads (for the Acks of a reply), and whether the node agrees.
+struct Answer {
+    /// The sync states after generating (and the waiting chunks, unchanged).
+    states: Vec<DocState>,
+    /// Encoded sync messages.
+    messages: Vec<(String, Vec<u8>)>,
+    /// The stored heads of every document, when the turn acknowledges.
+    heads: Vec<(String, Vec<ChangeHash>)>,
+    /// Whether the node last announced exactly the stored heads of every document,
+    /// with nothing waiting for parents: then neither side lacks anything.
+    agreed: bool,
+}
+
+/// The store's side of a turn (on the store thread).
+fn answer(
+    store: &mut HubStore,
+    mut states: Vec<DocState>,
+    acks: bool,
+) -> Result<Answer, StoreError> {
+    let mut messages = Vec::new();
+    let mut heads = Vec::new();
+    let mut agreed = true;
+    for (doc_id, state, pending) in states.iter_mut() {
+        let (message, stored) = store.generate(doc_id, state, pending)?;
+        if let Some(message) = message {
+            messages.push((doc_id.clone(), message.encode()));
+        }
+        agreed &= pending.is_empty() && state.their_heads.as_ref() == Some(&stored);
+        if acks {
+            heads.push((doc_id.clone(), stored));
+        }
+    }
+    Ok(Answer { states, messages, heads, agreed })
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -379,55 +418,79 @@ impl Session {
         let mut shutdown = self.shared.shutdown.clone();
         // Only frames from the node keep the session alive; pushes to it do not.
         let mut deadline = tokio::time::Instant::now() + idle;
+        // A frame read ahead (see the Sync arm) and not handled yet.
+        let mut read_ahead: Option<Option<Result<Inbound, SessionError>>> = None;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(SessionError::IdleTimeout(idle.as_secs()));
+            let frame = match read_ahead.take() {
+                Some(frame) => frame,
+                None => tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Err(SessionError::IdleTimeout(idle.as_secs()));
+                    }
+                    frame = inbound.next() => frame,
+                    changed = changes.recv() => {
+                        match changed {
+                            Ok(written) => {
+                                let doc_id = &written.doc_id;
+                                let granted = self.grants.iter().any(|g| g.doc_id == *doc_id);
+                                let has_it = self.pending.get(doc_id).is_none_or(Vec::is_empty)
+                                    && self.states.get(doc_id).is_some_and(|s| nothing_to_say(s, &written.heads));
+                                if granted && !has_it {
+                                    self.turn(std::slice::from_ref(doc_id), None).await?;
+                                }
+                            }
+                            Err(broadcast::error::RecvError::Lagged(_)) => {
+                                let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
+                                self.turn(&docs, None).await?;
+                            }
+                            Err(broadcast::error::RecvError::Closed) => return Err(SessionError::ShuttingDown),
+                        }
+                        continue;
+                    }
+                    _ = shutdown.changed() => return Err(SessionError::ShuttingDown),
+                },
+            };
+            match frame {
+                None => return Ok(()),
+                Some(Err(err)) => return Err(err),
+                Some(Ok(Inbound::Hello(_))) => {
+                    return Err(SessionError::Protocol("Hello sent twice".into()));
                 }
-                frame = inbound.next() => match frame {
-                    None => return Ok(()),
-                    Some(Err(err)) => return Err(err),
-                    Some(Ok(Inbound::Hello(_))) => {
-                        return Err(SessionError::Protocol("Hello sent twice".into()));
-                    }
-                    Some(Ok(Inbound::Sync { doc_id, message })) => {
-                        deadline = tokio::time::Instant::now() + idle;
-                        self.receive(doc_id, message).await?;
-                    }
-                    Some(Ok(Inbound::Idle(turn))) => {
-                        deadline = tokio::time::Instant::now() + idle;
-                        let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
-                        // Agreement (a successful sync): after the hub's answer, the
-                        // node has said it holds exactly the hub's stored heads of every
-                        // document, so neither side lacks anything the other has.
-                        let agreed = self.turn(&docs, Some(turn)).await?;
-                        self.success_unrecorded |= agreed;
-                        let due = self
-                            .recorded_at
-                            .is_none_or(|at| at.elapsed() >= RECORD_EVERY);
-                        if due || (agreed && !self.succeeded) {
-                            let success = self.success_unrecorded;
-                            self.record(success).await?;
+                Some(Ok(Inbound::Sync { doc_id, message })) => {
+                    deadline = tokio::time::Instant::now() + idle;
+                    // A node sends its turn's Idle right behind its message, so it has
+                    // usually arrived with it: then the store answers the turn in the
+                    // same call that stores the message.
+                    let answering = match inbound.next().now_or_never() {
+                        Some(Some(Ok(Inbound::Idle(turn)))) => Some(turn),
+                        Some(other) => {
+                            read_ahead = Some(other);
+                            None
                         }
+                        None => None,
+                    };
+                    let answer = self.receive(doc_id, message, answering.is_some()).await?;
+                    if let Some(turn) = answering {
+                        let agreed = match answer {
+                            Some(answer) => self.say(answer, Some(turn)).await?,
+                            None => {
+                                let docs: Vec<String> =
+                                    self.grants.iter().map(|g| g.doc_id.clone()).collect();
+                                self.turn(&docs, Some(turn)).await?
+                            }
+                        };
+                        self.answered(agreed).await?;
                     }
-                },
-                changed = changes.recv() => match changed {
-                    Ok(written) => {
-                        let doc_id = &written.doc_id;
-                        let granted = self.grants.iter().any(|g| g.doc_id == *doc_id);
-                        let has_it = self.pending.get(doc_id).is_none_or(Vec::is_empty)
-                            && self.states.get(doc_id).is_some_and(|s| nothing_to_say(s, &written.heads));
-                        if granted && !has_it {
-                            self.turn(std::slice::from_ref(doc_id), None).await?;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
-                        self.turn(&docs, None).await?;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Err(SessionError::ShuttingDown),
-                },
-                _ = shutdown.changed() => return Err(SessionError::ShuttingDown),
+                }
+                Some(Ok(Inbound::Idle(turn))) => {
+                    deadline = tokio::time::Instant::now() + idle;
+                    let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
+                    // Agreement (a successful sync): after the hub's answer, the
+                    // node has said it holds exactly the hub's stored heads of every
+                    // document, so neither side lacks anything the other has.
+                    let agreed = self.turn(&docs, Some(turn)).await?;
+                    self.answered(agreed).await?;
+                }
             }
         }
     }
@@ -478,7 +541,15 @@ impl Session {
         self.send(Outbound::Welcome { hub_time_ms: now_ms(), revision: REVISION, grants }).await
     }
 
-    async fn receive(&mut self, doc_id: String, message: Vec<u8>) -> Result<(), SessionError> {
+    /// Checks and stores one message. With `answer`, the node's turn ended right
+    /// behind it: the store may answer the turn in the same call, and the answer is
+    /// returned (`None`: answer it with [`Session::turn`]).
+    async fn receive(
+        &mut self,
+        doc_id: String,
+        message: Vec<u8>,
+        answer: bool,
+    ) -> Result<Option<Answer>, SessionError> {
         let limit = self.shared.limits.max_message_bytes;
         if message.len() > limit {
             return Err(SessionError::TooLarge { doc_id, size: message.len(), limit });
@@ -492,10 +563,16 @@ impl Session {
             doc_id: doc_id.clone(),
             detail: "it is not an Automerge sync message".into(),
         })?;
+        let answer_states = answer.then(|| {
+            let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
+            self.answer_states(&docs)
+        });
         let mut state = self.states.remove(&doc_id).unwrap_or_default();
         let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
         let started = std::time::Instant::now();
-        let received = self.merge(&doc_id, &mut state, &mut pending, decoded, message.len()).await;
+        let size = message.len();
+        let received =
+            self.merge(&doc_id, &mut state, &mut pending, decoded, size, answer_states).await;
         if pending.iter().map(Vec::len).sum::<usize>() > self.shared.limits.max_message_bytes {
             return Err(SessionError::Protocol(format!(
                 "too many changes for {doc_id} arrived without their parents"
@@ -506,7 +583,7 @@ impl Session {
         metrics::counter!(crate::observe::BYTES, "direction" => "in")
             .increment(message.len() as u64);
         self.states.insert(doc_id.clone(), state);
-        let received = received?;
+        let (received, answer) = received?;
         self.ops_in += received.ops;
         if self.ops_in > self.shared.limits.max_ops_per_session {
             return Err(SessionError::OverBudget {
@@ -523,7 +600,7 @@ impl Session {
         // The node learns what is stored from the Ack of the hub's answer to its turn,
         // which its Idle asks for right after its messages: one Ack per message would
         // be a frame, a flush and a write on the node for nothing more.
-        Ok(())
+        Ok(answer)
     }
 
     /// Merges one message. A small one (the usual edit: a few operations) is read,
@@ -533,6 +610,10 @@ impl Session {
     /// a blocking thread, and stored by the store thread if the document has not
     /// moved meanwhile (else the merge runs again). So a costly message holds up its
     /// own session, not the other documents.
+    ///
+    /// With `answer_states` (the turn's end arrived with the message), a message
+    /// stored in one call is answered in it too: one trip to the store thread per
+    /// edit. Otherwise, or when the message took the longer way, no answer.
     async fn merge(
         &self,
         doc_id: &str,
@@ -540,8 +621,9 @@ impl Session {
         pending: &mut Vec<Vec<u8>>,
         message: Message,
         size: usize,
-    ) -> Result<crate::store::Received, SessionError> {
-        type Committed = Option<(crate::store::Received, State, Vec<Vec<u8>>)>;
+        answer_states: Option<Vec<DocState>>,
+    ) -> Result<(crate::store::Received, Option<Answer>), SessionError> {
+        type Committed = Option<(crate::store::Received, State, Vec<Vec<u8>>, Option<Answer>)>;
         // One per message, moved once: its size does not matter (the merge's document
         // is boxed, the sync state is not).
         #[allow(clippy::large_enum_variant)]
@@ -560,6 +642,7 @@ impl Session {
             let (writer, id) = (self.writer.clone(), doc_id.to_string());
             let (state_in, pending_in, message_in) =
                 (state.clone(), pending.clone(), message.clone());
+            let answer_states = answer_states.clone();
             let step = self
                 .shared
                 .store
@@ -574,8 +657,23 @@ impl Session {
                     }
                     let merged = merge.apply(&state_in, &pending_in, screened)?;
                     let (mut state, mut pending) = (state_in, pending_in);
-                    let stored = store.commit(merged, &mut state, &mut pending, now_ms())?;
-                    Ok(Step::Stored(stored.map(|r| (r, state, pending))))
+                    let Some(received) =
+                        store.commit(merged, &mut state, &mut pending, now_ms())?
+                    else {
+                        return Ok(Step::Stored(None));
+                    };
+                    let answer = match answer_states {
+                        Some(mut states) => {
+                            for (doc, doc_state, doc_pending) in states.iter_mut() {
+                                if *doc == id {
+                                    (*doc_state, *doc_pending) = (state.clone(), pending.clone());
+                                }
+                            }
+                            Some(answer(store, states, true)?)
+                        }
+                        None => None,
+                    };
+                    Ok(Step::Stored(Some((received, state, pending, answer))))
                 })
                 .await??;
             let committed: Committed = match step {
@@ -597,15 +695,15 @@ impl Session {
                             let (mut state, mut pending) = (state_in, pending_in);
                             store
                                 .commit(merged, &mut state, &mut pending, now_ms())
-                                .map(|received| received.map(|r| (r, state, pending)))
+                                .map(|received| received.map(|r| (r, state, pending, None)))
                         })
                         .await??
                 }
             };
-            if let Some((received, next_state, next_pending)) = committed {
+            if let Some((received, next_state, next_pending, answer)) = committed {
                 *state = next_state;
                 *pending = next_pending;
-                return Ok(received);
+                return Ok((received, answer));
             }
         }
         Err(SessionError::Contended(doc_id.to_string()))
@@ -621,34 +719,27 @@ impl Session {
         docs: &[String],
         answering: Option<u64>,
     ) -> Result<bool, SessionError> {
+        let states = self.answer_states(docs);
         let acks = answering.is_some();
-        let mut states: Vec<(String, State, Vec<Vec<u8>>)> = docs
-            .iter()
+        let answer = self.shared.store.call(move |store| answer(store, states, acks)).await??;
+        self.say(answer, answering).await
+    }
+
+    /// The session's sync states and waiting chunks of `docs`, for [`answer`].
+    fn answer_states(&self, docs: &[String]) -> Vec<DocState> {
+        docs.iter()
             .map(|d| {
                 let pending = self.pending.get(d).cloned().unwrap_or_default();
-                (d.clone(), self.states.remove(d).unwrap_or_default(), pending)
+                (d.clone(), self.states.get(d).cloned().unwrap_or_default(), pending)
             })
-            .collect();
-        let (states, messages, heads, agreed) = self
-            .shared
-            .store
-            .call(move |store| -> Result<_, StoreError> {
-                let mut messages = Vec::new();
-                let mut heads = Vec::new();
-                let mut agreed = true;
-                for (doc_id, state, pending) in states.iter_mut() {
-                    let (message, stored) = store.generate(doc_id, state, pending)?;
-                    if let Some(message) = message {
-                        messages.push((doc_id.clone(), message.encode()));
-                    }
-                    agreed &= pending.is_empty() && state.their_heads.as_ref() == Some(&stored);
-                    if acks {
-                        heads.push((doc_id.clone(), stored));
-                    }
-                }
-                Ok((states, messages, heads, agreed))
-            })
-            .await??;
+            .collect()
+    }
+
+    /// Sends what [`answer`] found: its messages, the Acks of heads that moved since
+    /// the session's last Ack of them, then Idle (unless a push has nothing to say).
+    /// Returns whether the node agrees with the hub.
+    async fn say(&mut self, answer: Answer, answering: Option<u64>) -> Result<bool, SessionError> {
+        let Answer { states, messages, heads, agreed } = answer;
         self.states.extend(states.into_iter().map(|(doc_id, state, _)| (doc_id, state)));
         let said = messages.len();
         for (doc_id, message) in messages {
@@ -672,6 +763,19 @@ impl Session {
             self.send(Outbound::Idle(answering.unwrap_or(0))).await?;
         }
         Ok(agreed)
+    }
+
+    /// After the hub answered a node turn: a sync the node agrees with is a success,
+    /// recorded at once the first time in a session and with the traffic counters
+    /// every [`RECORD_EVERY`].
+    async fn answered(&mut self, agreed: bool) -> Result<(), SessionError> {
+        self.success_unrecorded |= agreed;
+        let due = self.recorded_at.is_none_or(|at| at.elapsed() >= RECORD_EVERY);
+        if due || (agreed && !self.succeeded) {
+            let success = self.success_unrecorded;
+            self.record(success).await?;
+        }
+        Ok(())
     }
 
     async fn record(&mut self, success: bool) -> Result<(), SessionError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use automerge::ReadDoc;
 use automerge::sync::{State, SyncDoc};
 use fivestar_core::{Kind, Stamp, Standard};
-use fivestar_proto::v1::hub_frame;
+use fivestar_proto::v1::{self, hub_frame};
 use fivestar_tests::raw::{RawSession, connect};
 use fivestar_tests::{Hub, NodeDir, eventually};
 use tonic::Code;
@@ -600,4 +600,33 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
     let acked = sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
     assert_eq!(acked.len(), 1, "one turn carries the edit, and the round is over");
     assert_eq!(acked[0], [("community/fuhou".to_string(), raw_heads(&mine.heads()))]);
+    // The hub answers a turn alike whether its Idle comes right behind the message
+    // (read ahead and answered in the same store call), after a pause, or behind a
+    // second message (the first is then stored on its own).
+    let state = states.get_mut("community/fuhou").unwrap();
+    for (case, messages, pause) in [("a pause", 1, 300), ("two messages", 2, 0)] {
+        for m in 0..messages {
+            let edit = fivestar_core::TaskEdit {
+                owner: Some(format!("{case} {m}")),
+                ..Default::default()
+            };
+            mine.edit_task(&kind, "u-safety-grid", &edit, &stamp).unwrap();
+            let message = mine.automerge().generate_sync_message(state).unwrap();
+            session.sync("community/fuhou", message.encode()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        turn += 1;
+        session.idle(turn).await;
+        let acks: Vec<_> = (session.until_idle(turn).await.unwrap().into_iter())
+            .filter_map(|f| match f {
+                hub_frame::Frame::Ack(ack) => Some((ack.document_id, ack.heads)),
+                // A push of the stored heads may come first, in the pause.
+                hub_frame::Frame::Sync(_) | hub_frame::Frame::Idle(v1::Idle { turn: 0 }) => None,
+                other => panic!("{case}: unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(acks, [("community/fuhou".to_string(), raw_heads(&mine.heads()))], "{case}");
+        let task = hub.tasks("fuhou").into_iter().find(|t| t.id == "u-safety-grid").unwrap();
+        assert_eq!(task.owner, format!("{case} {}", messages - 1), "{case}: stored");
+    }
 }
