@@ -440,8 +440,7 @@ impl Session {
                                 }
                             }
                             Err(broadcast::error::RecvError::Lagged(_)) => {
-                                let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
-                                self.turn(&docs, None).await?;
+                                self.turn(&self.granted(), None).await?;
                             }
                             Err(broadcast::error::RecvError::Closed) => return Err(SessionError::ShuttingDown),
                         }
@@ -473,22 +472,17 @@ impl Session {
                     if let Some(turn) = answering {
                         let agreed = match answer {
                             Some(answer) => self.say(answer, Some(turn)).await?,
-                            None => {
-                                let docs: Vec<String> =
-                                    self.grants.iter().map(|g| g.doc_id.clone()).collect();
-                                self.turn(&docs, Some(turn)).await?
-                            }
+                            None => self.turn(&self.granted(), Some(turn)).await?,
                         };
                         self.answered(agreed).await?;
                     }
                 }
                 Some(Ok(Inbound::Idle(turn))) => {
                     deadline = tokio::time::Instant::now() + idle;
-                    let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
                     // Agreement (a successful sync): after the hub's answer, the
                     // node has said it holds exactly the hub's stored heads of every
                     // document, so neither side lacks anything the other has.
-                    let agreed = self.turn(&docs, Some(turn)).await?;
+                    let agreed = self.turn(&self.granted(), Some(turn)).await?;
                     self.answered(agreed).await?;
                 }
             }
@@ -563,10 +557,7 @@ impl Session {
             doc_id: doc_id.clone(),
             detail: "it is not an Automerge sync message".into(),
         })?;
-        let answer_states = answer.then(|| {
-            let docs: Vec<String> = self.grants.iter().map(|g| g.doc_id.clone()).collect();
-            self.answer_states(&docs)
-        });
+        let answer_states = answer.then(|| self.answer_states(&self.granted()));
         let mut state = self.states.remove(&doc_id).unwrap_or_default();
         let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
         let started = std::time::Instant::now();
@@ -613,7 +604,7 @@ impl Session {
     ///
     /// With `answer_states` (the turn's end arrived with the message), a message
     /// stored in one call is answered in it too: one trip to the store thread per
-    /// edit. Otherwise, or when the message took the longer way, no answer.
+    /// edit. Otherwise (no states, the longer way, or a merge run again) no answer.
     async fn merge(
         &self,
         doc_id: &str,
@@ -621,7 +612,7 @@ impl Session {
         pending: &mut Vec<Vec<u8>>,
         message: Message,
         size: usize,
-        answer_states: Option<Vec<DocState>>,
+        mut answer_states: Option<Vec<DocState>>,
     ) -> Result<(crate::store::Received, Option<Answer>), SessionError> {
         type Committed = Option<(crate::store::Received, State, Vec<Vec<u8>>, Option<Answer>)>;
         // One per message, moved once: its size does not matter (the merge's document
@@ -642,7 +633,8 @@ impl Session {
             let (writer, id) = (self.writer.clone(), doc_id.to_string());
             let (state_in, pending_in, message_in) =
                 (state.clone(), pending.clone(), message.clone());
-            let answer_states = answer_states.clone();
+            // Only a first attempt answers: a retried merge leaves it to the turn.
+            let answer_states = answer_states.take();
             let step = self
                 .shared
                 .store
@@ -723,6 +715,11 @@ impl Session {
         let acks = answering.is_some();
         let answer = self.shared.store.call(move |store| answer(store, states, acks)).await??;
         self.say(answer, answering).await
+    }
+
+    /// The documents this session may sync.
+    fn granted(&self) -> Vec<String> {
+        self.grants.iter().map(|g| g.doc_id.clone()).collect()
     }
 
     /// The session's sync states and waiting chunks of `docs`, for [`answer`].

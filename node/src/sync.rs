@@ -886,12 +886,12 @@ impl Session {
     /// as a push.
     async fn round(&mut self) -> Result<RoundReport, SyncError> {
         self.report = RoundReport::default();
-        for first in std::iter::once(true).chain(std::iter::repeat_n(false, 63)) {
+        for turn_of_round in 0..64 {
             let deadline = tokio::time::Instant::now() + self.turn_timeout;
             let late = |turn: u64, hub: &str, limit: Duration| {
                 did_not_answer(hub, limit, &format!("waiting for its answer to turn {turn}"))
             };
-            let may_end = !first && self.hub_revision >= 1;
+            let may_end = turn_of_round > 0 && self.hub_revision >= 1;
             let sent = match tokio::time::timeout_at(deadline, self.node_turn(may_end)).await {
                 Ok(Ok(Some(sent))) => sent,
                 Ok(Ok(None)) => return self.settled().await,

@@ -50,6 +50,15 @@ impl RawSession {
         Ok(RawSession { out, inbound })
     }
 
+    /// The hub's first frame, which must be its `Welcome` (panics on any other frame);
+    /// `Err` is the status the hub ended the session with instead.
+    pub async fn welcome(&mut self) -> Result<v1::Welcome, Status> {
+        match self.next().await? {
+            Some(hub_frame::Frame::Welcome(welcome)) => Ok(welcome),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
     /// Sends a sync message for a document.
     pub async fn sync(&self, doc_id: &str, message: Vec<u8>) {
         let frame =

@@ -9,7 +9,6 @@ use automerge::legacy::{Key, ObjectId, Op, OpId, OpType, SortedVec};
 use automerge::sync::{Message, MessageVersion};
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, Change, ChangeHash, ObjId, ROOT, ReadDoc, ScalarValue};
-use fivestar_proto::v1::hub_frame;
 use fivestar_tests::raw::{RawSession, connect};
 use fivestar_tests::{Hub, NodeDir, eventually};
 use serde_json::Value;
@@ -58,10 +57,7 @@ async fn deliver(
 ) -> Result<(), tonic::Status> {
     let mut client = connect(&hub.url(), certs).await.unwrap();
     let mut session = RawSession::open(&mut client).await?;
-    match session.next().await? {
-        Some(hub_frame::Frame::Welcome(_)) => {}
-        other => panic!("expected Welcome, got {other:?}"),
-    }
+    session.welcome().await?;
     let heads = changes.iter().map(Change::hash).collect();
     session.sync(doc_id, message_with(heads, changes)).await;
     session.idle(1).await;

@@ -157,13 +157,9 @@ async fn a_device_cannot_sync_another_communitys_document() {
     hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
     let mut client = connect(&hub.url(), certs.path()).await.unwrap();
     let mut session = RawSession::open(&mut client).await.unwrap();
-    match session.next().await.unwrap() {
-        Some(hub_frame::Frame::Welcome(welcome)) => {
-            let ids: Vec<_> = welcome.documents.iter().map(|d| d.document_id.as_str()).collect();
-            assert_eq!(ids, ["community/fuhou", "district"]);
-        }
-        other => panic!("expected Welcome, got {other:?}"),
-    }
+    let welcome = session.welcome().await.unwrap();
+    let ids: Vec<_> = welcome.documents.iter().map(|d| d.document_id.as_str()).collect();
+    assert_eq!(ids, ["community/fuhou", "district"]);
     // A change to community B's document, as well-formed as any.
     let mut theirs = fivestar_core::CommunityDoc::new("yuyuan", automerge::ActorId::random());
     theirs.apply_template(Standard::sample().kind(Kind::Urban)).unwrap();
@@ -439,7 +435,7 @@ async fn sessions_are_capped_and_idle_ones_are_closed() {
     hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
     let mut client = connect(&hub.url(), certs.path()).await.unwrap();
     let mut first = RawSession::open(&mut client).await.unwrap();
-    assert!(matches!(first.next().await.unwrap(), Some(hub_frame::Frame::Welcome(_))));
+    first.welcome().await.unwrap();
     let mut second = RawSession::open(&mut client).await.unwrap();
     let status = second.until_end().await.expect("refused");
     assert_eq!(status.code(), Code::ResourceExhausted);
@@ -554,12 +550,8 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
     hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
     let mut client = connect(&hub.url(), certs.path()).await.unwrap();
     let mut session = RawSession::open(&mut client).await.unwrap();
-    match session.next().await.unwrap() {
-        Some(hub_frame::Frame::Welcome(welcome)) => {
-            assert_eq!(welcome.revision, 1, "the hub speaks revision 1");
-        }
-        other => panic!("expected Welcome, got {other:?}"),
-    }
+    let welcome = session.welcome().await.unwrap();
+    assert_eq!(welcome.revision, 1, "the hub speaks revision 1");
     let kind = Standard::sample().kind(Kind::Urban).clone();
     let mut mine = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
     mine.apply_template(&kind).unwrap();
