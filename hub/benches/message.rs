@@ -101,7 +101,7 @@ impl Bench {
                     .expect("an honest node's message is accepted");
                 let ran = Mark::now();
                 self.store
-                    .commit(merged, &mut self.hub_state, &mut self.pending, now)
+                    .commit(merged, &mut self.hub_state, &mut self.pending, now, None)
                     .expect("commit")
                     .expect("nobody else wrote");
                 let committed = Mark::now();

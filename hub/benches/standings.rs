@@ -19,7 +19,7 @@ use fivestar_core::{
     CommunityDoc, CommunityScore, Kind, KindStandard, Registry, Stamp, Standard, Task, TaskEdit,
     TaskStatus, Writer, score_many, standings,
 };
-use fivestar_hub::store::{HubStore, PeerHello};
+use fivestar_hub::store::{HubStore, PeerHello, Traffic};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -64,7 +64,8 @@ fn main() {
             .expect("save");
         let writer = Writer::Device { community: community.id.clone(), device: "d1".into() };
         store.peer_connected(&writer, &PeerHello::default(), now).expect("peer");
-        store.peer_traffic(&writer, 0, 0, 0, true, now).expect("traffic");
+        let traffic = Traffic { success_ms: Some(now), ..Traffic::default() };
+        store.peer_traffic(&writer, traffic, now).expect("traffic");
     }
     drop(store);
 

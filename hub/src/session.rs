@@ -35,7 +35,9 @@ use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use crate::config::Limits;
-use crate::store::{DISTRICT_DOC, HubStore, PeerHello, Refusal, community_doc_id, peer_name};
+use crate::store::{
+    DISTRICT_DOC, HubStore, PeerHello, Refusal, Traffic, community_doc_id, peer_name,
+};
 
 /// The protocol revision this hub speaks, told to the node in `Welcome`: 1 records
 /// agreement on heads and skips Acks of unchanged heads, so a node need not end its
@@ -345,12 +347,9 @@ pub async fn run(
         out,
         grants: Vec::new(),
         states: BTreeMap::new(),
-        bytes_in: 0,
-        bytes_out: 0,
-        changes_in: 0,
+        traffic: Traffic::default(),
         connected: false,
         recorded_at: None,
-        success_unrecorded: false,
         succeeded: false,
         pending: BTreeMap::new(),
         ops_in: 0,
@@ -377,16 +376,14 @@ struct Session {
     out: mpsc::Sender<Result<Outbound, SessionError>>,
     grants: Vec<Grant>,
     states: BTreeMap<String, State>,
-    bytes_in: u64,
-    bytes_out: u64,
-    changes_in: u64,
+    /// What the session exchanged since the peer's counters were last written.
+    traffic: Traffic,
     connected: bool,
     /// The peer's counters were last written then; they are written at most every
     /// `RECORD_EVERY` (and at the session's first success and its end), not on
-    /// every turn: one small write transaction per turn cost more than a merge.
+    /// every turn, and in the commit of the message that finds them due: one small
+    /// write transaction per turn cost more than a merge.
     recorded_at: Option<tokio::time::Instant>,
-    /// A turn agreed since the counters were last written.
-    success_unrecorded: bool,
     /// This session has recorded a success.
     succeeded: bool,
     /// Per document, change chunks still waiting for their parents (see `HubStore::receive`).
@@ -552,7 +549,7 @@ impl Session {
             let doc_id = crate::service::bounded(&doc_id, 64);
             return Err(SessionError::Ungranted { writer: self.writer.to_string(), doc_id });
         }
-        self.bytes_in += message.len() as u64;
+        self.traffic.bytes_in += message.len() as u64;
         let decoded = Message::decode(&message).map_err(|_| SessionError::Undecodable {
             doc_id: doc_id.clone(),
             detail: "it is not an Automerge sync message".into(),
@@ -562,8 +559,10 @@ impl Session {
         let mut pending = self.pending.remove(&doc_id).unwrap_or_default();
         let started = std::time::Instant::now();
         let size = message.len();
-        let received =
-            self.merge(&doc_id, &mut state, &mut pending, decoded, size, answer_states).await;
+        let traffic = self.traffic_due();
+        let received = self
+            .merge(&doc_id, &mut state, &mut pending, decoded, size, answer_states, traffic)
+            .await;
         if pending.iter().map(Vec::len).sum::<usize>() > self.shared.limits.max_message_bytes {
             return Err(SessionError::Protocol(format!(
                 "too many changes for {doc_id} arrived without their parents"
@@ -575,6 +574,9 @@ impl Session {
             .increment(message.len() as u64);
         self.states.insert(doc_id.clone(), state);
         let (received, answer) = received?;
+        if let Some(written) = traffic.filter(|_| received.traffic_written) {
+            self.traffic_written(written);
+        }
         self.ops_in += received.ops;
         if self.ops_in > self.shared.limits.max_ops_per_session {
             return Err(SessionError::OverBudget {
@@ -583,7 +585,7 @@ impl Session {
             });
         }
         if received.changes > 0 {
-            self.changes_in += received.changes as u64;
+            self.traffic.changes += received.changes as u64;
             metrics::counter!(crate::observe::CHANGES).increment(received.changes as u64);
             tracing::info!(doc = %doc_id, changes = received.changes, "stored changes");
             // Other sessions learn of it from the store watcher, like any other write.
@@ -605,6 +607,9 @@ impl Session {
     /// With `answer_states` (the turn's end arrived with the message), a message
     /// stored in one call is answered in it too: one trip to the store thread per
     /// edit. Otherwise (no states, the longer way, or a merge run again) no answer.
+    /// `traffic` (the session's counters, when due) goes with the message's commit,
+    /// which writes it if it stores changes.
+    #[allow(clippy::too_many_arguments)]
     async fn merge(
         &self,
         doc_id: &str,
@@ -613,6 +618,7 @@ impl Session {
         message: Message,
         size: usize,
         mut answer_states: Option<Vec<DocState>>,
+        traffic: Option<Traffic>,
     ) -> Result<(crate::store::Received, Option<Answer>), SessionError> {
         type Committed = Option<(crate::store::Received, State, Vec<Vec<u8>>, Option<Answer>)>;
         // One per message, moved once: its size does not matter (the merge's document
@@ -650,7 +656,7 @@ impl Session {
                     let merged = merge.apply(&state_in, &pending_in, screened)?;
                     let (mut state, mut pending) = (state_in, pending_in);
                     let Some(received) =
-                        store.commit(merged, &mut state, &mut pending, now_ms())?
+                        store.commit(merged, &mut state, &mut pending, now_ms(), traffic)?
                     else {
                         return Ok(Step::Stored(None));
                     };
@@ -686,7 +692,7 @@ impl Session {
                         .call(move |store| {
                             let (mut state, mut pending) = (state_in, pending_in);
                             store
-                                .commit(merged, &mut state, &mut pending, now_ms())
+                                .commit(merged, &mut state, &mut pending, now_ms(), traffic)
                                 .map(|received| received.map(|r| (r, state, pending, None)))
                         })
                         .await??
@@ -740,7 +746,7 @@ impl Session {
         self.states.extend(states.into_iter().map(|(doc_id, state, _)| (doc_id, state)));
         let said = messages.len();
         for (doc_id, message) in messages {
-            self.bytes_out += message.len() as u64;
+            self.traffic.bytes_out += message.len() as u64;
             metrics::counter!(crate::observe::BYTES, "direction" => "out")
                 .increment(message.len() as u64);
             self.send(Outbound::Sync { doc_id, message }).await?;
@@ -764,30 +770,43 @@ impl Session {
 
     /// After the hub answered a node turn: a sync the node agrees with is a success,
     /// recorded at once the first time in a session and with the traffic counters
-    /// every [`RECORD_EVERY`].
+    /// every [`RECORD_EVERY`] (by the next message's commit, or here when due).
     async fn answered(&mut self, agreed: bool) -> Result<(), SessionError> {
-        self.success_unrecorded |= agreed;
-        let due = self.recorded_at.is_none_or(|at| at.elapsed() >= RECORD_EVERY);
-        if due || (agreed && !self.succeeded) {
-            let success = self.success_unrecorded;
-            self.record(success).await?;
+        if agreed {
+            self.traffic.success_ms = Some(now_ms());
+        }
+        if self.traffic_due().is_some() || (agreed && !self.succeeded) {
+            self.record().await?;
         }
         Ok(())
     }
 
-    async fn record(&mut self, success: bool) -> Result<(), SessionError> {
+    /// The session's counters when they are due to be written.
+    fn traffic_due(&self) -> Option<Traffic> {
+        self.recorded_at.is_none_or(|at| at.elapsed() >= RECORD_EVERY).then_some(self.traffic)
+    }
+
+    /// `written` reached the peer's row: what is left is what came after.
+    fn traffic_written(&mut self, written: Traffic) {
         self.recorded_at = Some(tokio::time::Instant::now());
-        self.succeeded |= success;
-        self.success_unrecorded = false;
-        let writer = self.writer.clone();
-        let (bytes_in, bytes_out, changes) = (self.bytes_in, self.bytes_out, self.changes_in);
-        (self.bytes_in, self.bytes_out, self.changes_in) = (0, 0, 0);
+        self.succeeded |= written.success_ms.is_some();
+        let left = &mut self.traffic;
+        left.bytes_in = left.bytes_in.saturating_sub(written.bytes_in);
+        left.bytes_out = left.bytes_out.saturating_sub(written.bytes_out);
+        left.changes = left.changes.saturating_sub(written.changes);
+        if left.success_ms == written.success_ms {
+            left.success_ms = None;
+        }
+    }
+
+    /// Writes the session's counters in a transaction of their own.
+    async fn record(&mut self) -> Result<(), SessionError> {
+        let (writer, traffic) = (self.writer.clone(), self.traffic);
         self.shared
             .store
-            .call(move |store| {
-                store.peer_traffic(&writer, bytes_in, bytes_out, changes, success, now_ms())
-            })
+            .call(move |store| store.peer_traffic(&writer, traffic, now_ms()))
             .await??;
+        self.traffic_written(traffic);
         Ok(())
     }
 
@@ -819,8 +838,7 @@ impl Session {
         if let Err(err) | Ok(Err(err)) = saved {
             tracing::warn!(error = %err, "sync states not saved");
         }
-        let success = self.success_unrecorded;
-        let _ = self.record(success).await;
+        let _ = self.record().await;
         if self.connected {
             metrics::gauge!(crate::observe::CONNECTED).decrement(1.0);
         }

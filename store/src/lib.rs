@@ -130,6 +130,17 @@ const STORE_MIGRATIONS: &[&str] = &[
      DROP TABLE chunks;
      ALTER TABLE chunks_next RENAME TO chunks;
      CREATE INDEX chunks_by_doc ON chunks (doc_id, id);",
+    // 5: each document's stored bytes (its snapshot's, its chunks' together) kept in
+    // its row, which every save writes anyway: a save asked SQLite to sum the
+    // document's chunks to decide whether to fold them, and the hub asked again to
+    // bound the document's size, each a walk over every chunk, twice per message.
+    "ALTER TABLE documents ADD COLUMN snapshot_bytes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE documents ADD COLUMN chunk_bytes INTEGER NOT NULL DEFAULT 0;
+     UPDATE documents SET
+         snapshot_bytes = coalesce(
+             (SELECT length(bytes) FROM snapshots s WHERE s.doc_id = documents.doc_id), 0),
+         chunk_bytes = coalesce(
+             (SELECT sum(length(bytes)) FROM chunks c WHERE c.doc_id = documents.doc_id), 0);",
 ];
 
 /// Which program a database belongs to, and that program's own migrations.
@@ -677,6 +688,20 @@ impl<'a> Txn<'a> {
             .map_err(|e| self.err(e))
     }
 
+    /// A document's write number and the bytes it takes in the store (its snapshot
+    /// and its chunks), from its own row; `None` when it is not stored.
+    pub fn stored(&mut self, doc_id: &str) -> Result<Option<(i64, u64)>, StoreError> {
+        self.tx
+            .cached_row(
+                "SELECT changed_seq, snapshot_bytes + chunk_bytes FROM documents WHERE doc_id = ?1",
+                [doc_id],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .optional()
+            .map(|row| row.map(|(seq, bytes)| (seq, u64::try_from(bytes).unwrap_or(0))))
+            .map_err(|e| self.err(e))
+    }
+
     /// Hands back a document taken with [`DocStore::take`] at write number `seq` and
     /// not changed: it is cached again when this transaction commits. The caller has
     /// checked, in this transaction, that `seq` is still the stored number.
@@ -708,7 +733,7 @@ impl<'a> Txn<'a> {
         doc: &Automerge,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if let Some(seq) = self.write_changes(doc_id, before, doc, now_ms)? {
+        if let Some(seq) = self.write_changes(doc_id, before, doc, None, now_ms)? {
             self.saved.insert(doc_id.to_string(), (seq, doc.clone()));
         }
         Ok(())
@@ -723,80 +748,110 @@ impl<'a> Txn<'a> {
         doc: Automerge,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if let Some(seq) = self.write_changes(doc_id, before, &doc, now_ms)? {
+        if let Some(seq) = self.write_changes(doc_id, before, &doc, None, now_ms)? {
+            self.saved.insert(doc_id.to_string(), (seq, doc));
+        }
+        Ok(())
+    }
+
+    /// [`Txn::save_owned`] by a caller that holds the changes `doc` added since
+    /// `before`, exactly those (what `doc.get_changes(before)` lists): they are
+    /// stored as they arrived instead of being found and encoded again.
+    pub fn save_changes_owned(
+        &mut self,
+        doc_id: &str,
+        before: &[ChangeHash],
+        doc: Automerge,
+        added: &[automerge::Change],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(seq) = self.write_changes(doc_id, before, &doc, Some(added), now_ms)? {
             self.saved.insert(doc_id.to_string(), (seq, doc));
         }
         Ok(())
     }
 
     /// Writes the rows of a save; the document's new sequence number, or `None` when
-    /// there was nothing to write.
+    /// there was nothing to write. `added`: the changes since `before`, when the
+    /// caller has them (else Automerge finds them).
     fn write_changes(
         &mut self,
         doc_id: &str,
         before: &[ChangeHash],
         doc: &Automerge,
+        added: Option<&[automerge::Change]>,
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let exists = self.changed_seq(doc_id)?.is_some();
+        let sizes: Option<(i64, i64)> = self
+            .tx
+            .cached_row(
+                "SELECT snapshot_bytes, chunk_bytes FROM documents WHERE doc_id = ?1",
+                [doc_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
         let seq = self.next_seq()?;
-        if !exists {
+        let Some((snapshot_bytes, chunk_bytes)) = sizes else {
+            let snapshot = doc.save();
             self.tx
                 .cached_execute(
-                    "INSERT INTO documents (doc_id, changed_seq, saved_ms) VALUES (?1, ?2, ?3)",
-                    params![doc_id, seq, now_ms],
+                    "INSERT INTO documents (doc_id, changed_seq, saved_ms, snapshot_bytes)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![doc_id, seq, now_ms, byte_count(&snapshot)],
                 )
                 .map_err(|e| self.err(e))?;
             self.tx
                 .cached_execute(
                     "INSERT INTO snapshots (doc_id, format, bytes) VALUES (?1, ?2, ?3)",
-                    params![doc_id, FORMAT_AUTOMERGE, doc.save()],
+                    params![doc_id, FORMAT_AUTOMERGE, snapshot],
                 )
                 .map_err(|e| self.err(e))?;
-        } else {
-            if doc.get_heads() == before {
-                return Ok(None);
-            }
-            self.tx
-                .cached_execute(
-                    "INSERT INTO chunks (doc_id, format, bytes, saved_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![doc_id, FORMAT_AUTOMERGE, doc.save_after(before), now_ms],
-                )
-                .map_err(|e| self.err(e))?;
-            self.tx
-                .cached_execute(
-                    "UPDATE documents SET changed_seq = ?2 WHERE doc_id = ?1",
-                    params![doc_id, seq],
-                )
-                .map_err(|e| self.err(e))?;
-            let (snapshot, chunks): (i64, i64) = self
-                .tx
-                .cached_row(
-                    "SELECT (SELECT length(bytes) FROM snapshots WHERE doc_id = ?1),
-                            (SELECT coalesce(sum(length(bytes)), 0) FROM chunks WHERE doc_id = ?1)",
-                    [doc_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .map_err(|e| self.err(e))?;
-            if chunks > snapshot {
-                self.fold(doc_id, doc, now_ms)?;
-            }
+            return Ok(Some(seq));
+        };
+        if doc.get_heads() == before {
+            return Ok(None);
+        }
+        let chunk = match added {
+            // Each change's bytes are a chunk of its own; one after another they
+            // load as the chunk `save_after` would have made.
+            Some(added) => added.iter().flat_map(|c| c.raw_bytes().iter().copied()).collect(),
+            None => doc.save_after(before),
+        };
+        let chunk_bytes = chunk_bytes.saturating_add(byte_count(&chunk));
+        self.tx
+            .cached_execute(
+                "INSERT INTO chunks (doc_id, format, bytes, saved_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![doc_id, FORMAT_AUTOMERGE, chunk, now_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        self.tx
+            .cached_execute(
+                "UPDATE documents SET changed_seq = ?2, chunk_bytes = ?3 WHERE doc_id = ?1",
+                params![doc_id, seq, chunk_bytes],
+            )
+            .map_err(|e| self.err(e))?;
+        if chunk_bytes > snapshot_bytes {
+            self.fold(doc_id, doc, now_ms)?;
         }
         Ok(Some(seq))
     }
 
     /// Replaces a document's snapshot and chunks by one fresh snapshot.
     fn fold(&mut self, doc_id: &str, doc: &Automerge, now_ms: i64) -> Result<(), StoreError> {
+        let snapshot = doc.save();
+        let snapshot_bytes = byte_count(&snapshot);
         self.tx
             .cached_execute(
                 "UPDATE snapshots SET format = ?2, bytes = ?3 WHERE doc_id = ?1",
-                params![doc_id, FORMAT_AUTOMERGE, doc.save()],
+                params![doc_id, FORMAT_AUTOMERGE, snapshot],
             )
             .map_err(|e| self.err(e))?;
         self.tx
             .cached_execute(
-                "UPDATE documents SET saved_ms = ?2 WHERE doc_id = ?1",
-                params![doc_id, now_ms],
+                "UPDATE documents SET saved_ms = ?2, snapshot_bytes = ?3, chunk_bytes = 0
+                 WHERE doc_id = ?1",
+                params![doc_id, now_ms, snapshot_bytes],
             )
             .map_err(|e| self.err(e))?;
         self.tx
@@ -826,6 +881,11 @@ impl<'a> Txn<'a> {
         let kind = self.kind;
         self.tx.finish().map_err(|source| classify(path, kind, source))
     }
+}
+
+/// A blob's length as SQLite stores integers.
+fn byte_count(bytes: &[u8]) -> i64 {
+    i64::try_from(bytes.len()).unwrap_or(i64::MAX)
 }
 
 /// Turns SQLite's "not a database" into the message a person can act on.
@@ -999,6 +1059,14 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(ids, vec![1, 2]);
+        // Version 5: the document's row counts its stored bytes.
+        assert_eq!(
+            recorded_and_actual_bytes(&store, "d"),
+            (
+                (byte_count(&snapshot), byte_count(&chunk) + byte_count(&later)),
+                (byte_count(&snapshot), byte_count(&chunk) + byte_count(&later))
+            )
+        );
         let counted: i64 = store
             .conn()
             .query_row("SELECT count(*) FROM sqlite_sequence WHERE name = 'chunks'", [], |row| {
@@ -1015,6 +1083,74 @@ mod tests {
         let mut store = DocStore::open(&path, &SCHEMA).unwrap();
         assert_eq!(store.read("d").unwrap().unwrap().get_heads(), doc.get_heads());
         assert_eq!(store.integrity_check().unwrap(), vec!["ok".to_string()]);
+    }
+
+    /// A document's (snapshot, chunk) bytes as its row records them, and as its rows are.
+    fn recorded_and_actual_bytes(store: &DocStore, doc_id: &str) -> ((i64, i64), (i64, i64)) {
+        let recorded = store
+            .conn()
+            .query_row(
+                "SELECT snapshot_bytes, chunk_bytes FROM documents WHERE doc_id = ?1",
+                [doc_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        let actual = store
+            .conn()
+            .query_row(
+                "SELECT (SELECT length(bytes) FROM snapshots WHERE doc_id = ?1),
+                        (SELECT coalesce(sum(length(bytes)), 0) FROM chunks WHERE doc_id = ?1)",
+                [doc_id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        (recorded, actual)
+    }
+
+    #[test]
+    fn saved_bytes_are_counted_in_the_row_and_changes_saved_as_they_arrived_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut store = DocStore::create(&path, &SCHEMA).unwrap();
+        let mut doc = Automerge::new();
+        put(&mut doc, "a", 1);
+        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let mut folds = 0;
+        for i in 0..120 {
+            let before = doc.get_heads();
+            // One change, or two at once (as a message may carry).
+            put(&mut doc, "a", i);
+            if i % 3 == 0 {
+                put(&mut doc, &format!("k{i}"), i);
+            }
+            let chunks_before = store.chunk_count().unwrap();
+            if i % 2 == 0 {
+                let added = doc.get_changes(&before);
+                let taken = doc.clone();
+                store
+                    .write(|t| t.save_changes_owned("d", &before, taken, &added, 0))
+                    .unwrap()
+                    .unwrap();
+            } else {
+                store.write(|t| t.save("d", &before, &doc, 0)).unwrap().unwrap();
+            }
+            if store.chunk_count().unwrap() <= chunks_before {
+                folds += 1;
+            }
+            let (recorded, actual) = recorded_and_actual_bytes(&store, "d");
+            assert_eq!(recorded, actual, "after save {i}");
+            // Folded exactly when the chunks outgrew the snapshot.
+            assert!(recorded.1 <= recorded.0, "after save {i}: {recorded:?}");
+            let (_, total) = store.write(|t| t.stored("d")).unwrap().unwrap().unwrap();
+            assert_eq!(i64::try_from(total).unwrap(), actual.0 + actual.1);
+        }
+        assert!(folds > 0, "120 saves never folded");
+        drop(store);
+        let mut store = DocStore::open(&path, &SCHEMA).unwrap();
+        let back = store.read("d").unwrap().unwrap();
+        assert_eq!(back.get_heads(), doc.get_heads());
+        assert_eq!(back.get_changes(&[]).len(), doc.get_changes(&[]).len());
+        assert_eq!(store.write(|t| t.stored("absent")).unwrap().unwrap(), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! frame by frame, over the same mutual TLS as a real node.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fivestar_proto::v1::{
     self, HubFrame, NodeFrame, hub_frame, node_frame, sync_client::SyncClient,
@@ -38,6 +39,9 @@ pub async fn channel(url: &str, certs: &Path) -> Result<Channel, tonic::transpor
 pub struct RawSession {
     out: mpsc::Sender<NodeFrame>,
     inbound: Streaming<HubFrame>,
+    /// Bytes of the sync messages sent, and of those received (what the hub counts
+    /// as the peer's traffic).
+    sync_bytes: (AtomicU64, u64),
 }
 
 impl RawSession {
@@ -47,7 +51,7 @@ impl RawSession {
         let hello = v1::Hello { node_version: "raw".into(), ..v1::Hello::default() };
         out.send(NodeFrame { frame: Some(node_frame::Frame::Hello(hello)) }).await.expect("queued");
         let inbound = client.session(ReceiverStream::new(frames)).await?.into_inner();
-        Ok(RawSession { out, inbound })
+        Ok(RawSession { out, inbound, sync_bytes: (AtomicU64::new(0), 0) })
     }
 
     /// The hub's first frame, which must be its `Welcome` (panics on any other frame);
@@ -61,6 +65,7 @@ impl RawSession {
 
     /// Sends a sync message for a document.
     pub async fn sync(&self, doc_id: &str, message: Vec<u8>) {
+        self.sync_bytes.0.fetch_add(message.len() as u64, Ordering::Relaxed);
         let frame =
             node_frame::Frame::Sync(v1::SyncMessage { document_id: doc_id.into(), message });
         let _ = self.out.send(NodeFrame { frame: Some(frame) }).await;
@@ -74,7 +79,16 @@ impl RawSession {
 
     /// The next frame from the hub; `Err` is the status the hub ended the session with.
     pub async fn next(&mut self) -> Result<Option<hub_frame::Frame>, Status> {
-        Ok(self.inbound.message().await?.and_then(|f| f.frame))
+        let frame = self.inbound.message().await?.and_then(|f| f.frame);
+        if let Some(hub_frame::Frame::Sync(sync)) = &frame {
+            self.sync_bytes.1 += sync.message.len() as u64;
+        }
+        Ok(frame)
+    }
+
+    /// Bytes of the sync messages this session sent and received so far.
+    pub fn sync_bytes(&self) -> (u64, u64) {
+        (self.sync_bytes.0.load(Ordering::Relaxed), self.sync_bytes.1)
     }
 
     /// Reads frames until the hub ends its turn `turn`; returns them, or the status

@@ -380,6 +380,9 @@ pub struct Received {
     pub heads: Vec<ChangeHash>,
     /// Operations the message carried (for the session's budget).
     pub ops: usize,
+    /// The session's traffic given to [`HubStore::commit`] was written with the
+    /// changes (only a commit that stores changes writes it).
+    pub traffic_written: bool,
 }
 
 /// Why a review was not recorded. Nothing was stored.
@@ -724,7 +727,7 @@ impl HubStore {
     ) -> Result<Received, Refusal> {
         let merge = self.prepare(writer, doc_id)?;
         let merged = merge.run(state, pending, message, bounds)?;
-        match self.commit(merged, state, pending, now_ms)? {
+        match self.commit(merged, state, pending, now_ms, None)? {
             Some(received) => Ok(received),
             None => Err(Refusal::Malformed {
                 doc_id: doc_id.to_string(),
@@ -754,13 +757,17 @@ impl HubStore {
     /// Step three (on the store thread): stores what [`Merge::run`] accepted, if the
     /// document has not moved since [`HubStore::prepare`] read it. `None` means it has
     /// (another session wrote it meanwhile): nothing was stored, run the merge again.
-    /// On `Some`, `state` and `pending` are updated for the session.
+    /// On `Some`, `state` and `pending` are updated for the session. A commit that
+    /// stores changes writes `traffic` (the session's counters, when due) in the same
+    /// transaction ([`Received::traffic_written`]): a commit of their own cost as much
+    /// as the message's.
     pub fn commit(
         &mut self,
         merged: Merged,
         state: &mut State,
         pending: &mut Vec<Vec<u8>>,
         now_ms: i64,
+        traffic: Option<Traffic>,
     ) -> Result<Option<Received>, Refusal> {
         let Merged {
             doc_id,
@@ -779,20 +786,13 @@ impl HubStore {
         let stored = self.docs.write(|txn| -> Result<Option<Vec<ChangeHash>>, Refusal> {
             // Written since `prepare` took it? (Its write number, not its heads: the
             // cache no longer holds it.)
-            if txn.changed_seq(&doc_id)? != seq {
+            let stored = txn.stored(&doc_id)?;
+            if stored.map(|(seq, _)| seq) != seq {
                 return Ok(None);
             }
             if !new.is_empty() {
                 // The document may not grow past its bound (`max_document_bytes`).
-                let stored: i64 = txn
-                    .sql()
-                    .cached_row(
-                        "SELECT coalesce((SELECT length(bytes) FROM snapshots WHERE doc_id = ?1), 0)
-                              + coalesce((SELECT sum(length(bytes)) FROM chunks WHERE doc_id = ?1), 0)",
-                        [&doc_id],
-                        |row| row.get(0),
-                    )
-                    .map_err(|e| txn.err(e))?;
+                let stored = stored.map_or(0, |(_, bytes)| bytes);
                 let adding: usize = new.iter().map(|c| c.raw_bytes().len()).sum();
                 let total = usize::try_from(stored).unwrap_or(usize::MAX).saturating_add(adding);
                 if total > max_document_bytes {
@@ -804,9 +804,13 @@ impl HubStore {
                     }));
                 }
                 let heads = candidate.get_heads();
-                // The merged document becomes the cached one: moved, not copied.
-                txn.save_owned(&doc_id, &before, candidate, now_ms)?;
+                // The merged document becomes the cached one: moved, not copied. Its
+                // new changes are stored as they arrived, not encoded again.
+                txn.save_changes_owned(&doc_id, &before, candidate, &new, now_ms)?;
                 record_deliveries(txn, &doc_id, &new, &peer, now_ms)?;
+                if let Some(traffic) = traffic {
+                    write_traffic(txn.sql(), &peer, traffic, now_ms).map_err(|e| txn.err(e))?;
+                }
                 return Ok(Some(heads));
             }
             let heads = candidate.get_heads();
@@ -831,7 +835,8 @@ impl HubStore {
         } else {
             pending.clear();
         }
-        Ok(Some(Received { changes: new.len(), heads, ops }))
+        let traffic_written = traffic.is_some() && !new.is_empty();
+        Ok(Some(Received { changes: new.len(), heads, ops, traffic_written }))
     }
 
     /// Records a district review of a task, checked by the same policy as sync and
@@ -948,30 +953,11 @@ impl HubStore {
     pub fn peer_traffic(
         &self,
         writer: &Writer,
-        bytes_in: u64,
-        bytes_out: u64,
-        changes: u64,
-        success: bool,
+        traffic: Traffic,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.docs
-            .conn()
-            .cached_execute(
-                "UPDATE peers SET last_seen_ms = ?2, bytes_in = bytes_in + ?3,
-                     bytes_out = bytes_out + ?4, changes_received = changes_received + ?5,
-                     last_success_ms = CASE WHEN ?6 THEN ?2 ELSE last_success_ms END
-                 WHERE peer = ?1",
-                params![
-                    peer_name(writer),
-                    now_ms,
-                    i64::try_from(bytes_in).unwrap_or(i64::MAX),
-                    i64::try_from(bytes_out).unwrap_or(i64::MAX),
-                    i64::try_from(changes).unwrap_or(i64::MAX),
-                    success,
-                ],
-            )
-            .map_err(|e| self.docs.err(e))?;
-        Ok(())
+        write_traffic(self.docs.conn(), &peer_name(writer), traffic, now_ms)
+            .map_err(|e| self.docs.err(e))
     }
 
     /// Records why a peer's session failed.
@@ -1039,6 +1025,47 @@ impl HubStore {
             .map_err(|e| self.docs.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.docs.err(e))
     }
+}
+
+/// What a session exchanged with its peer since it last wrote it down, for the
+/// peer's row (see [`HubStore::peer_traffic`]; a message's commit may carry it too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes of sync messages received.
+    pub bytes_in: u64,
+    /// Bytes of sync messages sent.
+    pub bytes_out: u64,
+    /// Changes received and stored.
+    pub changes: u64,
+    /// When the peer last agreed with the hub on every document (a successful
+    /// sync), if it did since.
+    pub success_ms: Option<i64>,
+}
+
+/// Adds `traffic` to `peer`'s counters and marks it seen at `now_ms`, on `conn` or
+/// inside the transaction it is.
+fn write_traffic(
+    conn: &rusqlite::Connection,
+    peer: &str,
+    traffic: Traffic,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    conn.cached_execute(
+        "UPDATE peers SET last_seen_ms = ?2, bytes_in = bytes_in + ?3,
+             bytes_out = bytes_out + ?4, changes_received = changes_received + ?5,
+             last_success_ms = coalesce(?6, last_success_ms)
+         WHERE peer = ?1",
+        params![
+            peer,
+            now_ms,
+            count(traffic.bytes_in),
+            count(traffic.bytes_out),
+            count(traffic.changes),
+            traffic.success_ms,
+        ],
+    )?;
+    Ok(())
 }
 
 fn record_deliveries(

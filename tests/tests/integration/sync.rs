@@ -622,3 +622,62 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
         assert_eq!(task.owner, format!("{case} {}", messages - 1), "{case}: stored");
     }
 }
+
+/// A peer's counters add up to exactly what its session carried, however they were
+/// written: at the session's first success, in the commit of a message that found
+/// them due (five seconds after they were last written), and at the session's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_counters_add_up_to_what_its_session_carried() {
+    let hub = Hub::started();
+    let certs = tempfile::tempdir().unwrap();
+    hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
+    let mut client = connect(&hub.url(), certs.path()).await.unwrap();
+    let mut session = RawSession::open(&mut client).await.unwrap();
+    session.welcome().await.unwrap();
+    let kind = Standard::sample().kind(Kind::Urban).clone();
+    let mut mine = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
+    mine.apply_template(&kind).unwrap();
+    let mut district = automerge::Automerge::new();
+    let mut states = std::collections::BTreeMap::new();
+    let mut turn = 0;
+    sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+    let peer = || -> serde_json::Value {
+        let status: serde_json::Value =
+            serde_json::from_str(&hub.ok(&["status", "--json"])).unwrap();
+        let rows = status["rows"].as_array().unwrap();
+        rows.iter().find(|r| r["device"] == "d1").unwrap()["peer"].clone()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || peer()["last_success_ms"].as_i64().is_some()),
+        "the first success is recorded at once"
+    );
+    // The edit after the pause finds the counters due: its commit writes them.
+    let stamp = Stamp { by: "device d1".into(), at_ms: 1 };
+    for (progress, pause) in [(10, 0), (20, 5_200), (30, 0)] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let edit = fivestar_core::TaskEdit { progress: Some(progress), ..Default::default() };
+        mine.edit_task(&kind, "u-safety-grid", &edit, &stamp).unwrap();
+        let acked =
+            sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+        assert_eq!(acked.len(), 1, "one turn carries the edit");
+    }
+    let (sent, received) = session.sync_bytes();
+    // The changes the hub received: all but those of a new community document,
+    // which it made itself.
+    let changes = {
+        let fresh = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
+        let had: Vec<_> = fresh.automerge().get_changes(&[]).iter().map(|c| c.hash()).collect();
+        let all = mine.automerge().get_changes(&[]);
+        all.iter().filter(|c| !had.contains(&c.hash())).count()
+    };
+    // The session ends: it writes what is left.
+    drop(session);
+    let mut last = serde_json::Value::Null;
+    let adds_up = eventually(Duration::from_secs(10), || {
+        last = peer();
+        last["bytes_in"] == sent
+            && last["bytes_out"] == received
+            && last["changes_received"] == changes
+    });
+    assert!(adds_up, "sent {sent}, received {received}, {changes} changes; the hub counted {last}");
+}
