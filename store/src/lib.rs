@@ -815,7 +815,9 @@ impl<'a> Txn<'a> {
         let chunk = match added {
             // Each change's bytes are a chunk of its own; one after another they
             // load as the chunk `save_after` would have made.
-            Some(added) => added.iter().flat_map(|c| c.raw_bytes().iter().copied()).collect(),
+            Some(added) => {
+                added.iter().map(automerge::Change::raw_bytes).collect::<Vec<_>>().concat()
+            }
             None => doc.save_after(before),
         };
         let chunk_bytes = chunk_bytes.saturating_add(byte_count(&chunk));
@@ -912,14 +914,20 @@ mod tests {
         tx.commit();
     }
 
+    /// A new store at `path` holding document "d" with `a = 1`, and that document.
+    fn store_with_d(path: &Path) -> (DocStore, Automerge) {
+        let mut store = DocStore::create(path, &SCHEMA).unwrap();
+        let mut doc = Automerge::new();
+        put(&mut doc, "a", 1);
+        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        (store, doc)
+    }
+
     #[test]
     fn save_reopen_compact_reopen_gives_the_same_document() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut store = DocStore::create(&path, &SCHEMA).unwrap();
-        let mut doc = Automerge::new();
-        put(&mut doc, "a", 1);
-        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let (mut store, mut doc) = store_with_d(&path);
         for i in 0..5 {
             let before = doc.get_heads();
             put(&mut doc, "a", i);
@@ -941,10 +949,7 @@ mod tests {
     #[test]
     fn a_taken_document_is_read_again_meanwhile_and_kept_or_saved_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = DocStore::create(&dir.path().join("t.db"), &SCHEMA).unwrap();
-        let mut doc = Automerge::new();
-        put(&mut doc, "a", 1);
-        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let (mut store, doc) = store_with_d(&dir.path().join("t.db"));
         assert!(store.take("absent").unwrap().is_none());
         // Taken: whoever reads meanwhile gets the stored document all the same.
         let (seq, taken) = store.take("d").unwrap().unwrap();
@@ -975,10 +980,7 @@ mod tests {
     fn another_connections_write_is_seen_and_flagged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut a = DocStore::create(&path, &SCHEMA).unwrap();
-        let mut doc = Automerge::new();
-        put(&mut doc, "a", 1);
-        a.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let (mut a, _) = store_with_d(&path);
         let (_, seq) = a.changed_since(0).unwrap();
         let mut b = DocStore::open(&path, &SCHEMA).unwrap();
         let mut other = b.read("d").unwrap().unwrap();
@@ -1111,10 +1113,7 @@ mod tests {
     fn saved_bytes_are_counted_in_the_row_and_changes_saved_as_they_arrived_load_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let mut store = DocStore::create(&path, &SCHEMA).unwrap();
-        let mut doc = Automerge::new();
-        put(&mut doc, "a", 1);
-        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let (mut store, mut doc) = store_with_d(&path);
         let mut folds = 0;
         for i in 0..120 {
             let before = doc.get_heads();
@@ -1156,10 +1155,7 @@ mod tests {
     #[test]
     fn a_write_whose_closure_fails_leaves_store_and_cache_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = DocStore::create(&dir.path().join("t.db"), &SCHEMA).unwrap();
-        let mut doc = Automerge::new();
-        put(&mut doc, "a", 1);
-        store.write(|t| t.save("d", &[], &doc, 0)).unwrap().unwrap();
+        let (mut store, doc) = store_with_d(&dir.path().join("t.db"));
         let heads = doc.get_heads();
         let failed: Result<(), String> = store
             .write(|t| {

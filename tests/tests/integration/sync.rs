@@ -486,52 +486,68 @@ fn a_node_scores_with_the_standard_the_hub_publishes_and_keeps_it_offline() {
 /// The Acks of each hub turn: (document, heads) in the order sent.
 type Acks = Vec<Vec<(String, Vec<Vec<u8>>)>>;
 
-/// A node's side of protocol revision 1 over a raw session: turns until, after the
-/// hub's answer, the node has nothing to say (a turn after the first is sent only
-/// with a message). Returns the Acks of each of the hub's answers. Bounded: a sync
-/// settles in a few turns.
-async fn sync_turns(
-    session: &mut RawSession,
-    community: &mut fivestar_core::CommunityDoc,
-    district: &mut automerge::Automerge,
-    states: &mut std::collections::BTreeMap<String, State>,
-    turn: &mut u64,
-) -> Acks {
-    let mut acked = Vec::new();
-    for first in [true, false, false, false, false, false] {
-        let mut sent = 0;
-        for (doc, replica) in [("community/fuhou", community.automerge()), ("district", &*district)]
-        {
-            let state = states.entry(doc.to_string()).or_default();
-            if let Some(message) = replica.generate_sync_message(state) {
-                session.sync(doc, message.encode()).await;
-                sent += 1;
-            }
-        }
-        if sent == 0 && !first {
-            return acked;
-        }
-        *turn += 1;
-        session.idle(*turn).await;
-        let mut acks = Vec::new();
-        for frame in session.until_idle(*turn).await.unwrap() {
-            match frame {
-                hub_frame::Frame::Sync(sync) => {
-                    let message = automerge::sync::Message::decode(&sync.message).unwrap();
-                    let state = states.get_mut(&sync.document_id).unwrap();
-                    let replica = match sync.document_id.as_str() {
-                        "community/fuhou" => community.automerge_mut(),
-                        _ => &mut *district,
-                    };
-                    replica.receive_sync_message(state, message).unwrap();
-                }
-                hub_frame::Frame::Ack(ack) => acks.push((ack.document_id, ack.heads)),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        acked.push(acks);
+/// A hand-driven replica of device fuhou/d1 (its community document with the
+/// template applied, the district's, its sync states with the hub and its turn
+/// counter), for tests that play the node's side frame by frame.
+struct Replica {
+    kind: fivestar_core::KindStandard,
+    mine: fivestar_core::CommunityDoc,
+    district: automerge::Automerge,
+    states: std::collections::BTreeMap<String, State>,
+    turn: u64,
+}
+
+impl Replica {
+    fn new() -> Replica {
+        let kind = Standard::sample().kind(Kind::Urban).clone();
+        let mut mine = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
+        mine.apply_template(&kind).unwrap();
+        let (district, states) = (automerge::Automerge::new(), Default::default());
+        Replica { kind, mine, district, states, turn: 0 }
     }
-    panic!("the sync did not settle within 6 turns");
+
+    /// A node's side of protocol revision 1 over a raw session: turns until, after
+    /// the hub's answer, the node has nothing to say (a turn after the first is sent
+    /// only with a message). Returns the Acks of each of the hub's answers. Bounded:
+    /// a sync settles in a few turns.
+    async fn sync_turns(&mut self, session: &mut RawSession) -> Acks {
+        let mut acked = Vec::new();
+        for first in [true, false, false, false, false, false] {
+            let mut sent = 0;
+            for (doc, replica) in
+                [("community/fuhou", self.mine.automerge()), ("district", &self.district)]
+            {
+                let state = self.states.entry(doc.to_string()).or_default();
+                if let Some(message) = replica.generate_sync_message(state) {
+                    session.sync(doc, message.encode()).await;
+                    sent += 1;
+                }
+            }
+            if sent == 0 && !first {
+                return acked;
+            }
+            self.turn += 1;
+            session.idle(self.turn).await;
+            let mut acks = Vec::new();
+            for frame in session.until_idle(self.turn).await.unwrap() {
+                match frame {
+                    hub_frame::Frame::Sync(sync) => {
+                        let message = automerge::sync::Message::decode(&sync.message).unwrap();
+                        let state = self.states.get_mut(&sync.document_id).unwrap();
+                        let replica = match sync.document_id.as_str() {
+                            "community/fuhou" => self.mine.automerge_mut(),
+                            _ => &mut self.district,
+                        };
+                        replica.receive_sync_message(state, message).unwrap();
+                    }
+                    hub_frame::Frame::Ack(ack) => acks.push((ack.document_id, ack.heads)),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            acked.push(acks);
+        }
+        panic!("the sync did not settle within 6 turns");
+    }
 }
 
 fn raw_heads(heads: &[automerge::ChangeHash]) -> Vec<Vec<u8>> {
@@ -552,13 +568,8 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
     let mut session = RawSession::open(&mut client).await.unwrap();
     let welcome = session.welcome().await.unwrap();
     assert_eq!(welcome.revision, 1, "the hub speaks revision 1");
-    let kind = Standard::sample().kind(Kind::Urban).clone();
-    let mut mine = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
-    mine.apply_template(&kind).unwrap();
-    let mut district = automerge::Automerge::new();
-    let mut states = std::collections::BTreeMap::new();
-    let mut turn = 0;
-    let acked = sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+    let mut node = Replica::new();
+    let acked = node.sync_turns(&mut session).await;
     // The first answer acknowledges every document; later ones only heads that moved
     // (the node's template, once the hub asked for it and stored it).
     assert!(acked.len() > 1, "the template took more than one turn");
@@ -568,7 +579,7 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
     for (doc, heads) in acked.iter().flatten() {
         assert_ne!(last.insert(doc, heads), Some(heads), "{doc} acknowledged twice at {heads:?}");
     }
-    assert_eq!(last["community/fuhou"], &raw_heads(&mine.heads()), "the template is stored");
+    assert_eq!(last["community/fuhou"], &raw_heads(&node.mine.heads()), "the template is stored");
     // Agreement was reached without an empty turn: the hub recorded the success.
     let succeeded = || {
         let status: serde_json::Value =
@@ -581,35 +592,35 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
     };
     assert!(eventually(Duration::from_secs(10), succeeded), "the sync counts as a success");
     // A revision-0 node's empty last turn: answered with nothing but its Idle.
-    turn += 1;
-    session.idle(turn).await;
-    assert_eq!(session.until_idle(turn).await.unwrap(), []);
+    node.turn += 1;
+    session.idle(node.turn).await;
+    assert_eq!(session.until_idle(node.turn).await.unwrap(), []);
     // An edit moves the community's heads: its answer acknowledges them, once, and
     // not the district's, which stayed.
     let stamp = Stamp { by: "device d1".into(), at_ms: 1 };
     let edit = fivestar_core::TaskEdit { progress: Some(40), ..Default::default() };
-    mine.edit_task(&kind, "u-safety-grid", &edit, &stamp).unwrap();
-    let acked = sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+    node.mine.edit_task(&node.kind, "u-safety-grid", &edit, &stamp).unwrap();
+    let acked = node.sync_turns(&mut session).await;
     assert_eq!(acked.len(), 1, "one turn carries the edit, and the round is over");
-    assert_eq!(acked[0], [("community/fuhou".to_string(), raw_heads(&mine.heads()))]);
+    assert_eq!(acked[0], [("community/fuhou".to_string(), raw_heads(&node.mine.heads()))]);
     // The hub answers a turn alike whether its Idle comes right behind the message
     // (read ahead and answered in the same store call), after a pause, or behind a
     // second message (the first is then stored on its own).
-    let state = states.get_mut("community/fuhou").unwrap();
+    let state = node.states.get_mut("community/fuhou").unwrap();
     for (case, messages, pause) in [("a pause", 1, 300), ("two messages", 2, 0)] {
         for m in 0..messages {
             let edit = fivestar_core::TaskEdit {
                 owner: Some(format!("{case} {m}")),
                 ..Default::default()
             };
-            mine.edit_task(&kind, "u-safety-grid", &edit, &stamp).unwrap();
-            let message = mine.automerge().generate_sync_message(state).unwrap();
+            node.mine.edit_task(&node.kind, "u-safety-grid", &edit, &stamp).unwrap();
+            let message = node.mine.automerge().generate_sync_message(state).unwrap();
             session.sync("community/fuhou", message.encode()).await;
         }
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        turn += 1;
-        session.idle(turn).await;
-        let acks: Vec<_> = (session.until_idle(turn).await.unwrap().into_iter())
+        node.turn += 1;
+        session.idle(node.turn).await;
+        let acks: Vec<_> = (session.until_idle(node.turn).await.unwrap().into_iter())
             .filter_map(|f| match f {
                 hub_frame::Frame::Ack(ack) => Some((ack.document_id, ack.heads)),
                 // A push of the stored heads may come first, in the pause.
@@ -617,7 +628,11 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
                 other => panic!("{case}: unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(acks, [("community/fuhou".to_string(), raw_heads(&mine.heads()))], "{case}");
+        assert_eq!(
+            acks,
+            [("community/fuhou".to_string(), raw_heads(&node.mine.heads()))],
+            "{case}"
+        );
         let task = hub.tasks("fuhou").into_iter().find(|t| t.id == "u-safety-grid").unwrap();
         assert_eq!(task.owner, format!("{case} {}", messages - 1), "{case}: stored");
     }
@@ -634,13 +649,8 @@ async fn a_peers_counters_add_up_to_what_its_session_carried() {
     let mut client = connect(&hub.url(), certs.path()).await.unwrap();
     let mut session = RawSession::open(&mut client).await.unwrap();
     session.welcome().await.unwrap();
-    let kind = Standard::sample().kind(Kind::Urban).clone();
-    let mut mine = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
-    mine.apply_template(&kind).unwrap();
-    let mut district = automerge::Automerge::new();
-    let mut states = std::collections::BTreeMap::new();
-    let mut turn = 0;
-    sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+    let mut node = Replica::new();
+    node.sync_turns(&mut session).await;
     let peer = || -> serde_json::Value {
         let status: serde_json::Value =
             serde_json::from_str(&hub.ok(&["status", "--json"])).unwrap();
@@ -656,9 +666,8 @@ async fn a_peers_counters_add_up_to_what_its_session_carried() {
     for (progress, pause) in [(10, 0), (20, 5_200), (30, 0)] {
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let edit = fivestar_core::TaskEdit { progress: Some(progress), ..Default::default() };
-        mine.edit_task(&kind, "u-safety-grid", &edit, &stamp).unwrap();
-        let acked =
-            sync_turns(&mut session, &mut mine, &mut district, &mut states, &mut turn).await;
+        node.mine.edit_task(&node.kind, "u-safety-grid", &edit, &stamp).unwrap();
+        let acked = node.sync_turns(&mut session).await;
         assert_eq!(acked.len(), 1, "one turn carries the edit");
     }
     let (sent, received) = session.sync_bytes();
@@ -667,7 +676,7 @@ async fn a_peers_counters_add_up_to_what_its_session_carried() {
     let changes = {
         let fresh = fivestar_core::CommunityDoc::new("fuhou", automerge::ActorId::random());
         let had: Vec<_> = fresh.automerge().get_changes(&[]).iter().map(|c| c.hash()).collect();
-        let all = mine.automerge().get_changes(&[]);
+        let all = node.mine.automerge().get_changes(&[]);
         all.iter().filter(|c| !had.contains(&c.hash())).count()
     };
     // The session ends: it writes what is left.
