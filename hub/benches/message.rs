@@ -9,6 +9,10 @@
 //! with 200 edits of history, then with 2,000: a busy community's year) and takes the
 //! answer, so every message is the real one.
 //!
+//! Then the same edits the way a session takes an edit that fits its store thread:
+//! `receive_at_once`, all of it in one SQLite transaction and the answer generated
+//! inside it.
+//!
 //! Set beside `fivestar-load`'s hub CPU per edit at one message per edit, the sum
 //! says how much of that is the store side and how much is the network side (TLS,
 //! HTTP/2, tonic, the session task, thread hand-offs) and the standings refresh.
@@ -20,7 +24,7 @@ use automerge::sync::{State, SyncDoc};
 use chrono::Utc;
 use fivestar_core::{CommunityDoc, Registry, Stamp, Standard, TaskEdit, Writer};
 use fivestar_hub::config::HubConfig;
-use fivestar_hub::store::HubStore;
+use fivestar_hub::store::{AtOnce, HubStore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -64,7 +68,9 @@ impl Mark {
     }
 }
 
-/// One message from the node, through the hub's store: each step's (wall, CPU) time.
+/// One message from the node, through the hub's store: each step's (wall, CPU) time
+/// (taken at once: all of it under `generate`, the others zero).
+#[derive(Default)]
 struct Steps {
     prepare: (Duration, Duration),
     run: (Duration, Duration),
@@ -86,42 +92,77 @@ struct Bench {
 impl Bench {
     /// Syncs until neither side has anything to say; the steps of the first message
     /// the hub received.
-    fn sync(&mut self) -> Option<Steps> {
+    fn sync(&mut self, at_once: bool) -> Option<Steps> {
         let mut first = None;
         for _ in 0..20 {
             let from_node = self.node.automerge_mut().generate_sync_message(&mut self.node_state);
-            let mut steps = None;
-            if let Some(message) = from_node {
-                let now = Utc::now().timestamp_millis();
-                let started = Mark::now();
-                let merge = self.store.prepare(&self.writer, &self.doc_id).expect("prepare");
-                let prepared = Mark::now();
-                let merged = merge
-                    .run(&self.hub_state, &self.pending, message, self.bounds)
-                    .expect("an honest node's message is accepted");
-                let ran = Mark::now();
-                self.store
-                    .commit(merged, &mut self.hub_state, &mut self.pending, now, None)
-                    .expect("commit")
-                    .expect("nobody else wrote");
-                let committed = Mark::now();
-                steps = Some((started, prepared, ran, committed));
-            }
+            let now = Utc::now().timestamp_millis();
             let started = Mark::now();
-            let (answer, _heads) = self
-                .store
-                .generate(&self.doc_id, &mut self.hub_state, &self.pending)
-                .expect("generate");
-            let generated = Mark::now().since(started);
-            if let Some((started, prepared, ran, committed)) = steps
-                && first.is_none()
-            {
-                first = Some(Steps {
-                    prepare: prepared.since(started),
-                    run: ran.since(prepared),
-                    commit: committed.since(ran),
-                    generate: generated,
-                });
+            let (answer, steps) = match from_node {
+                Some(message) if at_once => {
+                    let doc_id = self.doc_id.clone();
+                    let stored = self
+                        .store
+                        .receive_at_once(
+                            &self.writer,
+                            &self.doc_id,
+                            (&mut self.hub_state, &mut self.pending),
+                            message,
+                            (self.bounds, usize::MAX),
+                            now,
+                            None,
+                            |state, pending, generator| {
+                                // As a session does: the answer moves a copy of the
+                                // next state, which the session keeps.
+                                let mut state = state.clone();
+                                let (answer, _heads) =
+                                    generator.generate(&doc_id, &mut state, pending)?;
+                                Ok((answer, state))
+                            },
+                        )
+                        .expect("an honest node's message is accepted");
+                    let AtOnce::Stored(_, (answer, state)) = stored else {
+                        unreachable!("no message is over usize::MAX operations")
+                    };
+                    self.hub_state = state;
+                    let steps = Steps { generate: Mark::now().since(started), ..Steps::default() };
+                    (answer, Some(steps))
+                }
+                Some(message) => {
+                    let merge = self.store.prepare(&self.writer, &self.doc_id).expect("prepare");
+                    let prepared = Mark::now();
+                    let merged = merge
+                        .run(&self.hub_state, &self.pending, message, self.bounds)
+                        .expect("an honest node's message is accepted");
+                    let ran = Mark::now();
+                    self.store
+                        .commit(merged, &mut self.hub_state, &mut self.pending, now, None)
+                        .expect("commit")
+                        .expect("nobody else wrote");
+                    let committed = Mark::now();
+                    let (answer, _heads) = self
+                        .store
+                        .generate(&self.doc_id, &mut self.hub_state, &self.pending)
+                        .expect("generate");
+                    let steps = Steps {
+                        prepare: prepared.since(started),
+                        run: ran.since(prepared),
+                        commit: committed.since(ran),
+                        generate: Mark::now().since(committed),
+                    };
+                    (answer, Some(steps))
+                }
+                None => {
+                    let (answer, _heads) = self
+                        .store
+                        .generate(&self.doc_id, &mut self.hub_state, &self.pending)
+                        .expect("generate");
+                    (answer, None)
+                }
+            };
+            let received = steps.is_some();
+            if first.is_none() {
+                first = steps;
             }
             match answer {
                 Some(answer) => self
@@ -129,7 +170,7 @@ impl Bench {
                     .automerge_mut()
                     .receive_sync_message(&mut self.node_state, answer)
                     .expect("the node takes the hub's answer"),
-                None if steps.is_none() => return first,
+                None if !received => return first,
                 None => {}
             }
         }
@@ -138,7 +179,7 @@ impl Bench {
 }
 
 /// `timed` edits' steps on a document with `history` edits before them.
-fn measure(history: usize, timed: usize) -> (usize, Vec<Steps>) {
+fn measure(history: usize, timed: usize, at_once: bool) -> (usize, Vec<Steps>) {
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let standard = Standard::sample();
     let registry = Registry::sample();
@@ -174,7 +215,7 @@ fn measure(history: usize, timed: usize) -> (usize, Vec<Steps>) {
         pending: Vec::new(),
         bounds: HubConfig::default().message_bounds(),
     };
-    bench.sync();
+    bench.sync(at_once);
     let ids = bench.node.task_ids();
     let stamp = Stamp { by: "device d1".into(), at_ms: now };
     let edit = |bench: &mut Bench, rng: &mut StdRng| {
@@ -189,7 +230,7 @@ fn measure(history: usize, timed: usize) -> (usize, Vec<Steps>) {
                 break;
             }
         }
-        bench.sync().expect("the edit reached the hub")
+        bench.sync(at_once).expect("the edit reached the hub")
     };
     for _ in 0..history {
         edit(&mut bench, &mut rng);
@@ -200,7 +241,7 @@ fn measure(history: usize, timed: usize) -> (usize, Vec<Steps>) {
 
 fn main() {
     for history in HISTORY {
-        let (tasks, steps) = measure(history, TIMED);
+        let (tasks, steps) = measure(history, TIMED, false);
         let both = |step: fn(&Steps) -> (Duration, Duration)| {
             let wall = median(steps.iter().map(|s| step(s).0).collect());
             let cpu = median(steps.iter().map(|s| step(s).1).collect());
@@ -224,5 +265,9 @@ fn main() {
                 (sum(|d| d.0), sum(|d| d.1))
             })
         );
+        let (_, at_once) = measure(history, TIMED, true);
+        let wall = median(at_once.iter().map(|s| s.generate.0).collect());
+        let cpu = median(at_once.iter().map(|s| s.generate.1).collect());
+        println!("  at once (one transaction, answered in it)   {:>7} {:>7}", us(wall), us(cpu));
     }
 }

@@ -36,7 +36,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use crate::config::Limits;
 use crate::store::{
-    DISTRICT_DOC, HubStore, PeerHello, Refusal, Traffic, community_doc_id, peer_name,
+    AtOnce, DISTRICT_DOC, HubStore, PeerHello, Refusal, Traffic, community_doc_id, peer_name,
 };
 
 /// The protocol revision this hub speaks, told to the node in `Welcome`: 1 records
@@ -288,16 +288,26 @@ struct Answer {
 }
 
 /// The store's side of a turn (on the store thread).
-fn answer(
-    store: &mut HubStore,
+fn answer(store: &mut HubStore, states: Vec<DocState>, acks: bool) -> Result<Answer, StoreError> {
+    answer_with(states, acks, |doc_id, state, pending| store.generate(doc_id, state, pending))
+}
+
+/// [`answer`] with the messages from `generate` (the store's, or one inside a
+/// message's transaction).
+fn answer_with(
     mut states: Vec<DocState>,
     acks: bool,
+    mut generate: impl FnMut(
+        &str,
+        &mut State,
+        &[Vec<u8>],
+    ) -> Result<(Option<Message>, Vec<ChangeHash>), StoreError>,
 ) -> Result<Answer, StoreError> {
     let mut messages = Vec::new();
     let mut heads = Vec::new();
     let mut agreed = true;
     for (doc_id, state, pending) in states.iter_mut() {
-        let (message, stored) = store.generate(doc_id, state, pending)?;
+        let (message, stored) = generate(doc_id, state, pending)?;
         if let Some(message) = message {
             messages.push((doc_id.clone(), message.encode()));
         }
@@ -645,33 +655,43 @@ impl Session {
                 .shared
                 .store
                 .call(move |store| -> Result<Step, Refusal> {
-                    let merge = store.prepare(&writer, &id)?;
                     if size > INLINE_MAX_BYTES {
+                        let merge = store.prepare(&writer, &id)?;
                         return Ok(Step::Costly(Box::new((merge, None))));
                     }
-                    let screened = merge.screen(message_in, bounds)?;
-                    if screened.ops() > INLINE_MAX_OPS {
-                        return Ok(Step::Costly(Box::new((merge, Some(screened)))));
-                    }
-                    let merged = merge.apply(&state_in, &pending_in, screened)?;
+                    // One SQLite transaction: taken, merged, stored and answered.
                     let (mut state, mut pending) = (state_in, pending_in);
-                    let Some(received) =
-                        store.commit(merged, &mut state, &mut pending, now_ms(), traffic)?
-                    else {
-                        return Ok(Step::Stored(None));
-                    };
-                    let answer = match answer_states {
-                        Some(mut states) => {
-                            for (doc, doc_state, doc_pending) in states.iter_mut() {
-                                if *doc == id {
-                                    (*doc_state, *doc_pending) = (state.clone(), pending.clone());
+                    let at_once = store.receive_at_once(
+                        &writer,
+                        &id,
+                        (&mut state, &mut pending),
+                        message_in,
+                        (bounds, INLINE_MAX_OPS),
+                        now_ms(),
+                        traffic,
+                        |state, pending, generator| match answer_states {
+                            Some(mut states) => {
+                                for (doc, doc_state, doc_pending) in states.iter_mut() {
+                                    if *doc == id {
+                                        (*doc_state, *doc_pending) =
+                                            (state.clone(), pending.to_vec());
+                                    }
                                 }
+                                answer_with(states, true, |d, s, p| generator.generate(d, s, p))
+                                    .map(Some)
                             }
-                            Some(answer(store, states, true)?)
+                            None => Ok(None),
+                        },
+                    )?;
+                    match at_once {
+                        AtOnce::Stored(received, answer) => {
+                            Ok(Step::Stored(Some((received, state, pending, answer))))
                         }
-                        None => None,
-                    };
-                    Ok(Step::Stored(Some((received, state, pending, answer))))
+                        AtOnce::Costly(costly) => {
+                            let (merge, screened) = *costly;
+                            Ok(Step::Costly(Box::new((merge, Some(screened)))))
+                        }
+                    }
                 })
                 .await??;
             let committed: Committed = match step {

@@ -641,6 +641,42 @@ impl<'a> Txn<'a> {
         Ok(Some(doc))
     }
 
+    /// [`DocStore::take`] inside this transaction: the stored document and its write
+    /// number, moved out of the cache (loaded when the cache does not hold it at that
+    /// number), for a caller that hands it back with [`Txn::save_changes_owned`] or
+    /// [`Txn::keep`] before this transaction commits. Not for a document this
+    /// transaction saved. `None` when it is not stored.
+    pub fn take(&mut self, doc_id: &str) -> Result<Option<(i64, Automerge)>, StoreError> {
+        debug_assert!(!self.saved.contains_key(doc_id), "took a document this transaction saved");
+        let Some(seq) = self.changed_seq(doc_id)? else { return Ok(None) };
+        let doc = match self.cache.remove(doc_id) {
+            Some((cached, doc)) if cached == seq => doc,
+            _ => self.decode(doc_id)?,
+        };
+        Ok(Some((seq, doc)))
+    }
+
+    /// [`DocStore::peek`] inside this transaction: `f` runs on the document as this
+    /// transaction sees it (what it saved, else the stored one, borrowed from the
+    /// cache and loaded into it when stale). `None` when it is not stored.
+    pub fn peek<R>(
+        &mut self,
+        doc_id: &str,
+        f: impl FnOnce(&Automerge) -> R,
+    ) -> Result<Option<R>, StoreError> {
+        if let Some((_, doc)) = self.saved.get(doc_id) {
+            return Ok(Some(f(doc)));
+        }
+        let Some(seq) = self.changed_seq(doc_id)? else { return Ok(None) };
+        if !matches!(self.cache.get(doc_id), Some((cached, _)) if *cached == seq) {
+            // What is stored, whatever this transaction does next: it saved nothing
+            // of this document.
+            let doc = self.decode(doc_id)?;
+            self.cache.insert(doc_id.to_string(), (seq, doc));
+        }
+        Ok(self.cache.get(doc_id).map(|(_, doc)| f(doc)))
+    }
+
     /// Builds a stored document from its rows (snapshot and chunks), bypassing the
     /// cache.
     fn decode(&mut self, doc_id: &str) -> Result<Automerge, StoreError> {

@@ -482,6 +482,157 @@ pub struct HubStore {
 }
 
 /// How a refused change becomes a [`Refusal`].
+/// What a merge's transaction stored (or found it had to store nothing), for what
+/// follows its commit.
+#[derive(Debug)]
+struct Written {
+    doc_id: String,
+    before: Vec<ChangeHash>,
+    heads: Vec<ChangeHash>,
+    new: Vec<automerge::Change>,
+    touched: Option<Touched>,
+    /// The session's next sync state, until [`Written::session_after`] takes it.
+    next_state: State,
+    waiting: bool,
+    chunks: Vec<Vec<u8>>,
+    ops: usize,
+}
+
+impl Written {
+    /// The session's sync state and waiting chunks once this is committed (moved
+    /// out: asked once).
+    fn session_after(&mut self, pending: &[Vec<u8>]) -> (State, Vec<Vec<u8>>) {
+        let pending = if self.waiting {
+            pending.iter().chain(&self.chunks).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        (std::mem::replace(&mut self.next_state, State::new()), pending)
+    }
+}
+
+/// Stores what [`Merge::run`] accepted, in `txn`, if the document has not moved since
+/// it was taken. `None` means it has (another session wrote it meanwhile): nothing
+/// was stored. A commit that stores changes writes `traffic` too.
+fn write_merged(
+    txn: &mut fivestar_store::Txn<'_>,
+    merged: Merged,
+    max_document_bytes: usize,
+    now_ms: i64,
+    traffic: Option<Traffic>,
+) -> Result<Option<Written>, Refusal> {
+    let Merged {
+        doc_id,
+        seq,
+        before,
+        candidate,
+        new,
+        touched,
+        next_state,
+        waiting,
+        chunks,
+        ops,
+        peer,
+    } = merged;
+    // Written since it was taken? (Its write number, not its heads: the cache no
+    // longer holds it.)
+    let stored = txn.stored(&doc_id)?;
+    if stored.map(|(seq, _)| seq) != seq {
+        return Ok(None);
+    }
+    let heads = candidate.get_heads();
+    if !new.is_empty() {
+        // The document may not grow past its bound (`max_document_bytes`).
+        let stored = stored.map_or(0, |(_, bytes)| bytes);
+        let adding: usize = new.iter().map(|c| c.raw_bytes().len()).sum();
+        let total = usize::try_from(stored).unwrap_or(usize::MAX).saturating_add(adding);
+        if total > max_document_bytes {
+            return Err(Refusal::Screened(crate::guard::Screened::OverBound {
+                what: "bytes of stored document after it",
+                count: total,
+                limit: max_document_bytes,
+                setting: "limits.max_document_bytes",
+            }));
+        }
+        // The merged document becomes the cached one: moved, not copied. Its new
+        // changes are stored as they arrived, not encoded again.
+        txn.save_changes_owned(&doc_id, &before, candidate, &new, now_ms)?;
+        record_deliveries(txn, &doc_id, &new, &peer, now_ms)?;
+        if let Some(traffic) = traffic {
+            write_traffic(txn.sql(), &peer, traffic, now_ms).map_err(|e| txn.err(e))?;
+        }
+    } else if let Some(seq) = seq
+        && !waiting
+    {
+        // Nothing new: the taken document goes back into the cache as it was,
+        // unless it holds changes still waiting for their parents.
+        txn.keep(&doc_id, seq, candidate);
+    }
+    Ok(Some(Written { doc_id, before, heads, new, touched, next_state, waiting, chunks, ops }))
+}
+
+/// What [`HubStore::receive_at_once`] did with a message.
+#[derive(Debug)]
+pub enum AtOnce<A> {
+    /// Stored (durably), and answered.
+    Stored(Received, A),
+    /// Over the operations allowed on the store thread: merge it elsewhere.
+    Costly(Box<(Merge, ScreenedMessage)>),
+}
+
+/// Sync messages generated inside a message's transaction (for
+/// [`HubStore::receive_at_once`]'s answer), from the documents as it stored them.
+#[derive(Debug)]
+pub struct Generator<'t, 'c> {
+    txn: &'t mut fivestar_store::Txn<'c>,
+}
+
+impl Generator<'_, '_> {
+    /// [`HubStore::generate`], in the message's transaction.
+    pub fn generate(
+        &mut self,
+        doc_id: &str,
+        state: &mut State,
+        pending: &[Vec<u8>],
+    ) -> Result<(Option<Message>, Vec<ChangeHash>), StoreError> {
+        let generated = self.txn.peek(doc_id, |doc| generate_on(doc_id, doc, state, pending))?;
+        Ok(generated
+            .unwrap_or_else(|| generate_on(doc_id, &automerge::Automerge::new(), state, pending)))
+    }
+}
+
+/// The next sync message for a peer from `doc`, if there is anything to say, and
+/// `doc`'s heads. `pending` (chunks waiting for their parents) are loaded into a
+/// copy first, so the message asks for those parents. A generator that fails
+/// resets the peer's sync state: what it said about itself broke it.
+fn generate_on(
+    doc_id: &str,
+    doc: &automerge::Automerge,
+    state: &mut State,
+    pending: &[Vec<u8>],
+) -> (Option<Message>, Vec<ChangeHash>) {
+    let heads = doc.get_heads();
+    let generated = catch_unwind(AssertUnwindSafe(|| {
+        if pending.is_empty() {
+            return doc.generate_sync_message(state);
+        }
+        let mut doc = doc.clone();
+        for chunk in pending {
+            let _ = doc.load_incremental(chunk);
+        }
+        doc.generate_sync_message(state)
+    }));
+    match generated {
+        Ok(message) => (message, heads),
+        Err(_) => {
+            metrics::counter!(crate::observe::PANICS).increment(1);
+            tracing::error!(%doc_id, "generating a sync message failed; the peer's sync state was reset");
+            *state = State::new();
+            (None, heads)
+        }
+    }
+}
+
 fn refusal(doc_id: &str, refused: fivestar_core::Refusal) -> Refusal {
     let doc_id = doc_id.to_string();
     match refused {
@@ -664,44 +815,10 @@ impl HubStore {
         state: &mut State,
         pending: &[Vec<u8>],
     ) -> Result<(Option<Message>, Vec<ChangeHash>), StoreError> {
-        let (generated, heads) = if pending.is_empty() {
-            // The usual case: generated from the cached document, not a copy of it.
-            let state_ref = &mut *state;
-            match self.docs.peek(doc_id, |doc| {
-                let heads = doc.get_heads();
-                (catch_unwind(AssertUnwindSafe(|| doc.generate_sync_message(state_ref))), heads)
-            })? {
-                Some(generated) => generated,
-                None => (
-                    catch_unwind(AssertUnwindSafe(|| {
-                        automerge::Automerge::new().generate_sync_message(state)
-                    })),
-                    Vec::new(),
-                ),
-            }
-        } else {
-            // Changes whose parents have not arrived yet: a copy with them loaded.
-            let mut doc = self.docs.read(doc_id)?.unwrap_or_default();
-            let heads = doc.get_heads();
-            let generated = catch_unwind(AssertUnwindSafe(|| {
-                for chunk in pending {
-                    let _ = doc.load_incremental(chunk);
-                }
-                doc.generate_sync_message(state)
-            }));
-            (generated, heads)
-        };
-        match generated {
-            Ok(message) => Ok((message, heads)),
-            Err(_) => {
-                // What the peer said about itself broke the generator: forget it and
-                // start this document's sync afresh.
-                metrics::counter!(crate::observe::PANICS).increment(1);
-                tracing::error!(%doc_id, "generating a sync message failed; the peer's sync state was reset");
-                *state = State::new();
-                Ok((None, heads))
-            }
-        }
+        // The usual case: generated from the cached document, not a copy of it.
+        let generated = self.docs.peek(doc_id, |doc| generate_on(doc_id, doc, state, pending))?;
+        Ok(generated
+            .unwrap_or_else(|| generate_on(doc_id, &automerge::Automerge::new(), state, pending)))
     }
 
     /// Applies a sync message from `writer` after checking it; stores it durably.
@@ -725,20 +842,86 @@ impl HubStore {
         bounds: crate::guard::Bounds,
         now_ms: i64,
     ) -> Result<Received, Refusal> {
-        let merge = self.prepare(writer, doc_id)?;
-        let merged = merge.run(state, pending, message, bounds)?;
-        match self.commit(merged, state, pending, now_ms, None)? {
-            Some(received) => Ok(received),
-            None => Err(Refusal::Malformed {
-                doc_id: doc_id.to_string(),
-                detail: "the document changed while the message was merged".into(),
-            }),
+        let at_once = self.receive_at_once(
+            writer,
+            doc_id,
+            (state, pending),
+            message,
+            (bounds, usize::MAX),
+            now_ms,
+            None,
+            |_, _, _| Ok(()),
+        )?;
+        match at_once {
+            AtOnce::Stored(received, ()) => Ok(received),
+            AtOnce::Costly(_) => unreachable!("no message has more than usize::MAX operations"),
         }
     }
 
-    /// Step one of receiving (on the store thread, cheap): the stored document and
-    /// the rules the message will be checked against.
-    pub fn prepare(&mut self, writer: &Writer, doc_id: &str) -> Result<Merge, Refusal> {
+    /// Receives a sync message in one SQLite transaction: the stored document taken,
+    /// the message screened, merged and checked, its changes stored, and then
+    /// `answer` run on the stored documents as they now are (with `state` and
+    /// `pending` as they will be), before the transaction commits. One transaction,
+    /// not one per step: each cost about as much as a small message's merge.
+    ///
+    /// A message of more than `max_ops` operations (after screening) is handed back
+    /// ([`AtOnce::Costly`]) for [`Merge::apply`] off this thread; nothing was written.
+    /// On [`AtOnce::Stored`], everything is durable and `state` and `pending` are the
+    /// session's next; on an error neither they nor the store changed. The answer
+    /// speaks for what is stored: it reaches the peer only once the commit returned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn receive_at_once<A>(
+        &mut self,
+        writer: &Writer,
+        doc_id: &str,
+        (state, pending): (&mut State, &mut Vec<Vec<u8>>),
+        message: Message,
+        (bounds, max_ops): (crate::guard::Bounds, usize),
+        now_ms: i64,
+        traffic: Option<Traffic>,
+        answer: impl FnOnce(&State, &[Vec<u8>], &mut Generator<'_, '_>) -> Result<A, StoreError>,
+    ) -> Result<AtOnce<A>, Refusal> {
+        let (writer, policy) = self.rules(writer, doc_id)?;
+        let max_document_bytes = self.max_document_bytes;
+        let (state_in, pending_in) = (&*state, &*pending);
+        let outcome = self.docs.write(|txn| -> Result<_, Refusal> {
+            let (seq, current) = match txn.take(doc_id)? {
+                Some((seq, doc)) => (Some(seq), doc),
+                None => (None, automerge::Automerge::default()),
+            };
+            let merge = Merge { doc_id: doc_id.to_string(), writer, policy, seq, current };
+            let screened = merge.screen(message, bounds)?;
+            if screened.ops() > max_ops {
+                // Nothing written: the commit of this transaction writes nothing.
+                return Ok(Err(Box::new((merge, screened))));
+            }
+            let merged = merge.apply(state_in, pending_in, screened)?;
+            let mut written = write_merged(txn, merged, max_document_bytes, now_ms, traffic)?
+                .ok_or_else(|| Refusal::Malformed {
+                    doc_id: doc_id.to_string(),
+                    detail: "the document changed while the message was merged".into(),
+                })?;
+            let (next_state, next_pending) = written.session_after(pending_in);
+            let mut generator = Generator { txn };
+            let answered = answer(&next_state, &next_pending, &mut generator)?;
+            Ok(Ok((written, next_state, next_pending, answered)))
+        })??;
+        match outcome {
+            Ok((written, next_state, next_pending, answered)) => {
+                (*state, *pending) = (next_state, next_pending);
+                Ok(AtOnce::Stored(self.settle(written, traffic), answered))
+            }
+            Err(costly) => Ok(AtOnce::Costly(costly)),
+        }
+    }
+
+    /// Who writes, as this hub authorizes them, and the rules of the document (a
+    /// community's policy; `None` for the district's document).
+    fn rules(
+        &mut self,
+        writer: &Writer,
+        doc_id: &str,
+    ) -> Result<(Writer, Option<Arc<Policy>>), Refusal> {
         let writer = self
             .authoritative(writer)
             .map_err(|detail| Refusal::Denied { doc_id: doc_id.to_string(), detail })?;
@@ -746,6 +929,13 @@ impl HubStore {
             Some(community) => Some(self.policy(community)?.clone()),
             None => None,
         };
+        Ok((writer, policy))
+    }
+
+    /// Step one of receiving (on the store thread, cheap): the stored document and
+    /// the rules the message will be checked against.
+    pub fn prepare(&mut self, writer: &Writer, doc_id: &str) -> Result<Merge, Refusal> {
+        let (writer, policy) = self.rules(writer, doc_id)?;
         // Taken from the cache, not copied: `commit` gives it back, merged or not.
         let (seq, current) = match self.docs.take(doc_id)? {
             Some((seq, doc)) => (Some(seq), doc),
@@ -769,74 +959,28 @@ impl HubStore {
         now_ms: i64,
         traffic: Option<Traffic>,
     ) -> Result<Option<Received>, Refusal> {
-        let Merged {
-            doc_id,
-            seq,
-            before,
-            candidate,
-            new,
-            touched,
-            next_state,
-            waiting,
-            chunks,
-            ops,
-            peer,
-        } = merged;
         let max_document_bytes = self.max_document_bytes;
-        let stored = self.docs.write(|txn| -> Result<Option<Vec<ChangeHash>>, Refusal> {
-            // Written since `prepare` took it? (Its write number, not its heads: the
-            // cache no longer holds it.)
-            let stored = txn.stored(&doc_id)?;
-            if stored.map(|(seq, _)| seq) != seq {
-                return Ok(None);
-            }
-            if !new.is_empty() {
-                // The document may not grow past its bound (`max_document_bytes`).
-                let stored = stored.map_or(0, |(_, bytes)| bytes);
-                let adding: usize = new.iter().map(|c| c.raw_bytes().len()).sum();
-                let total = usize::try_from(stored).unwrap_or(usize::MAX).saturating_add(adding);
-                if total > max_document_bytes {
-                    return Err(Refusal::Screened(crate::guard::Screened::OverBound {
-                        what: "bytes of stored document after it",
-                        count: total,
-                        limit: max_document_bytes,
-                        setting: "limits.max_document_bytes",
-                    }));
-                }
-                let heads = candidate.get_heads();
-                // The merged document becomes the cached one: moved, not copied. Its
-                // new changes are stored as they arrived, not encoded again.
-                txn.save_changes_owned(&doc_id, &before, candidate, &new, now_ms)?;
-                record_deliveries(txn, &doc_id, &new, &peer, now_ms)?;
-                if let Some(traffic) = traffic {
-                    write_traffic(txn.sql(), &peer, traffic, now_ms).map_err(|e| txn.err(e))?;
-                }
-                return Ok(Some(heads));
-            }
-            let heads = candidate.get_heads();
-            // Nothing new: the taken document goes back into the cache as it was,
-            // unless it holds changes still waiting for their parents.
-            if let Some(seq) = seq
-                && !waiting
-            {
-                txn.keep(&doc_id, seq, candidate);
-            }
-            Ok(Some(heads))
-        })??;
-        let Some(heads) = stored else { return Ok(None) };
+        let Some(mut written) = self
+            .docs
+            .write(|txn| write_merged(txn, merged, max_document_bytes, now_ms, traffic))??
+        else {
+            return Ok(None);
+        };
+        (*state, *pending) = written.session_after(pending);
+        Ok(Some(self.settle(written, traffic)))
+    }
+
+    /// After a merge's transaction committed: the community's scores learn what it
+    /// wrote, and what it stored is counted.
+    fn settle(&mut self, written: Written, traffic: Option<Traffic>) -> Received {
+        let Written { doc_id, before, heads, new, touched, ops, .. } = written;
         if let (Some(community), Some(touched)) = (community_of(&doc_id), touched)
             && !new.is_empty()
         {
             self.scores.note_write(community, &before, &heads, touched);
         }
-        *state = next_state;
-        if waiting {
-            pending.extend(chunks);
-        } else {
-            pending.clear();
-        }
         let traffic_written = traffic.is_some() && !new.is_empty();
-        Ok(Some(Received { changes: new.len(), heads, ops, traffic_written }))
+        Received { changes: new.len(), heads, ops, traffic_written }
     }
 
     /// Records a district review of a task, checked by the same policy as sync and
@@ -1106,8 +1250,9 @@ pub enum HubOpenError {
 
 #[cfg(test)]
 mod tests {
+    use automerge::sync::SyncDoc;
     use automerge::transaction::Transactable;
-    use automerge::{Automerge, ROOT, ReadDoc};
+    use automerge::{ActorId, Automerge, ROOT, ReadDoc};
 
     use super::{HUB_MIGRATIONS, SCHEMA, new_in_causal_order};
 
@@ -1184,5 +1329,168 @@ mod tests {
         let row = |hash: &str, peer: &str, at| ("community/a".into(), hash.into(), peer.into(), at);
         assert_eq!(rows, vec![row("aa", "device a/d1", 1), row("bb", "reviewer office", 2)]);
         assert_eq!(store.integrity_check().expect("check"), vec!["ok".to_string()]);
+    }
+
+    /// A node's replica and the hub's store, for messages taken at once.
+    struct AtOnceBench {
+        store: super::HubStore,
+        node: fivestar_core::CommunityDoc,
+        kind: fivestar_core::Kind,
+        writer: fivestar_core::Writer,
+        doc_id: String,
+        node_state: automerge::sync::State,
+        hub_state: automerge::sync::State,
+        pending: Vec<Vec<u8>>,
+        _dir: tempfile::TempDir,
+    }
+
+    type Taken = super::AtOnce<(Option<automerge::sync::Message>, Vec<automerge::ChangeHash>)>;
+
+    impl AtOnceBench {
+        fn new() -> AtOnceBench {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let registry = fivestar_core::Registry::sample();
+            let community = registry.communities[0].clone();
+            let mut store = super::HubStore::open(
+                &dir.path().join("hub.db"),
+                fivestar_core::standard::SAMPLE_STANDARD_TOML,
+                fivestar_core::registry::SAMPLE_REGISTRY_TOML,
+                0,
+            )
+            .expect("hub store");
+            store.ensure_community(&community.id, 0).expect("community document");
+            let kind = fivestar_core::Standard::sample().kind(community.kind).clone();
+            let mut node = fivestar_core::CommunityDoc::new(&community.id, ActorId::random());
+            node.apply_template(&kind).expect("template");
+            AtOnceBench {
+                store,
+                node,
+                kind: community.kind,
+                writer: fivestar_core::Writer::Device {
+                    community: community.id.clone(),
+                    device: "d1".into(),
+                },
+                doc_id: super::community_doc_id(&community.id),
+                node_state: automerge::sync::State::new(),
+                hub_state: automerge::sync::State::new(),
+                pending: Vec::new(),
+                _dir: dir,
+            }
+        }
+
+        /// The node's next message, taken at once with `max_ops`; the answer's
+        /// heads as generated inside the transaction.
+        fn send(&mut self, max_ops: usize) -> Option<Result<Taken, super::Refusal>> {
+            let message = self.node.automerge_mut().generate_sync_message(&mut self.node_state)?;
+            let doc_id = self.doc_id.clone();
+            let hub_state = &mut self.hub_state;
+            Some(self.store.receive_at_once(
+                &self.writer,
+                &self.doc_id,
+                (hub_state, &mut self.pending),
+                message,
+                (crate::config::HubConfig::default().message_bounds(), max_ops),
+                1,
+                None,
+                |state, pending, generator| {
+                    generator.generate(&doc_id, &mut state.clone(), pending)
+                },
+            ))
+        }
+
+        /// Syncs at once until the node has nothing to say.
+        fn settle(&mut self) {
+            for _ in 0..20 {
+                let Some(taken) = self.send(usize::MAX) else { return };
+                let Ok(super::AtOnce::Stored(_, (answer, heads))) = taken else {
+                    panic!("an honest message is stored at once")
+                };
+                // Answered from the document as stored: its heads, and the message
+                // about it.
+                assert_eq!(heads, self.store.heads(&self.doc_id).expect("heads"));
+                let answer = answer.or_else(|| {
+                    self.store.generate(&self.doc_id, &mut self.hub_state, &[]).expect("generate").0
+                });
+                if let Some(answer) = answer {
+                    self.node
+                        .automerge_mut()
+                        .receive_sync_message(&mut self.node_state, answer)
+                        .expect("the node takes the answer");
+                }
+            }
+            panic!("no agreement in 20 messages");
+        }
+
+        fn edit(&mut self) {
+            let id = self.node.task_ids()[0].clone();
+            // A progress the task does not have yet.
+            let progress = Some(self.node.automerge().get_changes(&[]).len() as u32 % 97 + 1);
+            let change = fivestar_core::TaskEdit { progress, ..Default::default() };
+            let stamp = fivestar_core::Stamp { by: "device d1".into(), at_ms: 1 };
+            let kind = fivestar_core::Standard::sample().kind(self.kind).clone();
+            self.node.edit_task(&kind, &id, &change, &stamp).expect("edit");
+        }
+    }
+
+    #[test]
+    fn a_message_taken_at_once_is_answered_from_what_it_stored_or_leaves_all_alone() {
+        let mut bench = AtOnceBench::new();
+        bench.settle();
+        assert_eq!(
+            bench.store.heads(&bench.doc_id).expect("heads"),
+            bench.node.automerge().get_heads()
+        );
+        let stored = bench.store.heads(&bench.doc_id).expect("heads");
+        let state = bench.hub_state.clone().encode();
+
+        // Refused inside the transaction (over the document's bound, found after
+        // the merge): nothing stored, the session's state as it was.
+        bench.edit();
+        bench.store.set_max_document_bytes(1);
+        let refused = bench.send(usize::MAX).expect("a message");
+        assert!(
+            matches!(
+                refused,
+                Err(super::Refusal::Screened(crate::guard::Screened::OverBound { .. }))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(bench.store.heads(&bench.doc_id).expect("heads"), stored);
+        assert_eq!(bench.hub_state.clone().encode(), state);
+
+        // Over the operations taken on the store thread: handed back, nothing stored;
+        // merged elsewhere and committed, it is.
+        bench.store.set_max_document_bytes(usize::MAX);
+        bench.node_state = automerge::sync::State::new();
+        let mut costly = None;
+        for _ in 0..20 {
+            match bench.send(0).expect("the node has the edit to send") {
+                Ok(super::AtOnce::Costly(handed)) => {
+                    costly = Some(handed);
+                    break;
+                }
+                // What it says before the change (its heads): no operations.
+                Ok(super::AtOnce::Stored(_, (Some(answer), _))) => bench
+                    .node
+                    .automerge_mut()
+                    .receive_sync_message(&mut bench.node_state, answer)
+                    .expect("the node takes the answer"),
+                Ok(super::AtOnce::Stored(_, (None, _))) => {}
+                Err(refused) => panic!("{refused:?}"),
+            }
+        }
+        let costly = costly.expect("the edit was handed back");
+        assert_eq!(bench.store.heads(&bench.doc_id).expect("heads"), stored);
+        let (merge, screened) = *costly;
+        let merged = merge.apply(&bench.hub_state, &bench.pending, screened).expect("merged");
+        bench
+            .store
+            .commit(merged, &mut bench.hub_state, &mut bench.pending, 1, None)
+            .expect("committed")
+            .expect("nobody else wrote");
+        assert_eq!(
+            bench.store.heads(&bench.doc_id).expect("heads"),
+            bench.node.automerge().get_heads()
+        );
     }
 }
