@@ -314,16 +314,9 @@ impl DocStore {
             return Ok(Some((seq, doc)));
         }
         let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
-        let Some(seq) = txn.changed_seq(doc_id)? else {
-            txn.finish()?;
-            return Ok(None);
-        };
-        let doc = match txn.cache.remove(doc_id) {
-            Some((cached, doc)) if cached == seq => doc,
-            _ => txn.decode(doc_id)?,
-        };
+        let taken = txn.take(doc_id)?;
         txn.finish()?;
-        Ok(Some((seq, doc)))
+        Ok(taken)
     }
 
     /// The document's write number when the cache holds it at that number (`None`
@@ -355,13 +348,9 @@ impl DocStore {
             return Ok(self.cache.get(doc_id).map(|(_, doc)| f(doc)));
         }
         let mut txn = Txn::begin(self, TransactionBehavior::Deferred)?;
-        let heads = txn.heads(doc_id)?;
+        let peeked = txn.peek(doc_id, f)?;
         txn.finish()?;
-        if heads.is_none() {
-            return Ok(None);
-        }
-        // `heads` left the document in the cache at its current sequence number.
-        Ok(self.cache.get(doc_id).map(|(_, doc)| f(doc)))
+        Ok(peeked)
     }
 
     /// Runs `f` in one write transaction. `f` reads documents with [`Txn::load`] and
@@ -746,18 +735,9 @@ impl<'a> Txn<'a> {
     }
 
     /// The heads of a stored document (`None` when it is not stored), without a copy
-    /// of the document when the cache holds it.
+    /// of the document.
     pub fn heads(&mut self, doc_id: &str) -> Result<Option<Vec<ChangeHash>>, StoreError> {
-        if let Some((_, doc)) = self.saved.get(doc_id) {
-            return Ok(Some(doc.get_heads()));
-        }
-        let Some(seq) = self.changed_seq(doc_id)? else { return Ok(None) };
-        if let Some((cached_seq, doc)) = self.cache.get(doc_id)
-            && *cached_seq == seq
-        {
-            return Ok(Some(doc.get_heads()));
-        }
-        Ok(self.load(doc_id)?.map(|doc| doc.get_heads()))
+        self.peek(doc_id, Automerge::get_heads)
     }
 
     /// Saves what changed in `doc` since `before` (the heads it was loaded at); creates

@@ -150,14 +150,24 @@ fn a_foreign_certificate_fails_the_handshake_and_a_revoked_device_is_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_cannot_sync_another_communitys_document() {
-    let hub = Hub::started();
+/// Device d1 of fuhou on `hub`, by a raw session over mutual TLS: the client (its
+/// connection), the session and the hub's `Welcome`.
+async fn fuhou_d1(
+    hub: &Hub,
+) -> (fivestar_proto::v1::sync_client::SyncClient<tonic::transport::Channel>, RawSession, v1::Welcome)
+{
     let certs = tempfile::tempdir().unwrap();
     hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
     let mut client = connect(&hub.url(), certs.path()).await.unwrap();
     let mut session = RawSession::open(&mut client).await.unwrap();
     let welcome = session.welcome().await.unwrap();
+    (client, session, welcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_cannot_sync_another_communitys_document() {
+    let hub = Hub::started();
+    let (_client, mut session, welcome) = fuhou_d1(&hub).await;
     let ids: Vec<_> = welcome.documents.iter().map(|d| d.document_id.as_str()).collect();
     assert_eq!(ids, ["community/fuhou", "district"]);
     // A change to community B's document, as well-formed as any.
@@ -562,11 +572,7 @@ fn raw_heads(heads: &[automerge::ChangeHash]) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads() {
     let hub = Hub::started();
-    let certs = tempfile::tempdir().unwrap();
-    hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
-    let mut client = connect(&hub.url(), certs.path()).await.unwrap();
-    let mut session = RawSession::open(&mut client).await.unwrap();
-    let welcome = session.welcome().await.unwrap();
+    let (_client, mut session, welcome) = fuhou_d1(&hub).await;
     assert_eq!(welcome.revision, 1, "the hub speaks revision 1");
     let mut node = Replica::new();
     let acked = node.sync_turns(&mut session).await;
@@ -644,11 +650,7 @@ async fn a_sync_agrees_on_heads_without_an_empty_turn_and_acks_only_moved_heads(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peers_counters_add_up_to_what_its_session_carried() {
     let hub = Hub::started();
-    let certs = tempfile::tempdir().unwrap();
-    hub.issue_into(&["--community", "fuhou", "--device", "d1"], certs.path());
-    let mut client = connect(&hub.url(), certs.path()).await.unwrap();
-    let mut session = RawSession::open(&mut client).await.unwrap();
-    session.welcome().await.unwrap();
+    let (_client, mut session, _) = fuhou_d1(&hub).await;
     let mut node = Replica::new();
     node.sync_turns(&mut session).await;
     let peer = || -> serde_json::Value {
