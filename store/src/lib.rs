@@ -896,7 +896,8 @@ impl<'a> Txn<'a> {
     fn finish(self) -> Result<(), StoreError> {
         let path = self.path;
         let kind = self.kind;
-        self.tx.end("COMMIT").map_err(|source| classify(path, kind, source))
+        // A read's end: committing it and rolling it back are the same.
+        self.tx.commit().map_err(|source| classify(path, kind, source))
     }
 }
 
@@ -921,16 +922,12 @@ impl<'a> Open<'a> {
         Ok(Open { conn, open: true })
     }
 
-    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`). When SQLite refuses
-    /// (a busy `COMMIT`), the transaction is still open and is rolled back on drop.
-    fn end(mut self, sql: &str) -> rusqlite::Result<()> {
-        self.conn.cached_execute(sql, [])?;
+    /// Commits. When SQLite refuses (a busy `COMMIT`), the transaction is still open
+    /// and is rolled back on drop.
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.cached_execute("COMMIT", [])?;
         self.open = false;
         Ok(())
-    }
-
-    fn commit(self) -> rusqlite::Result<()> {
-        self.end("COMMIT")
     }
 }
 

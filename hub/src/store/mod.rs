@@ -481,7 +481,6 @@ pub struct HubStore {
     max_document_bytes: usize,
 }
 
-/// How a refused change becomes a [`Refusal`].
 /// What a merge's transaction stored (or found it had to store nothing), for what
 /// follows its commit.
 #[derive(Debug)]
@@ -633,6 +632,7 @@ fn generate_on(
     }
 }
 
+/// How a refused change becomes a [`Refusal`].
 fn refusal(doc_id: &str, refused: fivestar_core::Refusal) -> Refusal {
     let doc_id = doc_id.to_string();
     match refused {
